@@ -1,0 +1,153 @@
+"""Framing and overlap-add: the two reshaping kernels under the STFT and its inverse.
+
+Both are pure `jax.numpy`, jit- and vmap-able, differentiable, and act on the last axis (any
+leading batch dims). They avoid per-frame Python loops and scatter/gather where they can:
+
+- `frame` cuts the signal into hop-sized chunks (one reshape) and builds each frame from
+  `ceil(frame_length / hop_length)` consecutive chunks, i.e. a handful of contiguous slices that
+  XLA fuses into one copy. Only when a frame spans very many hops (tiny hops) does it fall back to a
+  single gather.
+- `overlap_add` is the transpose: frames are split into hop-sized pieces and piece `q` of every frame
+  is added, shifted by `q` chunks, into the output; again a few pads and adds, with a scatter-add
+  fallback for tiny hops.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from mt3x.errors import Mt3xError
+
+# Frames spanning more hops than this use a gather / scatter-add instead of shifted slices.
+_MAX_SLICES = 64
+
+
+class SpectralError(Mt3xError):
+    """Invalid argument to a spectral kernel (frame/hop/FFT sizes, window, mel parameters)."""
+
+
+def _check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise SpectralError(f"{name}: expected a positive integer, got {value!r}")
+    return int(value)
+
+
+def num_frames(num_samples: int, frame_length: int, hop_length: int, pad_end: bool) -> int:
+    """Number of frames `frame` returns for a signal of `num_samples` samples.
+
+    With `pad_end` (tf.signal.frame semantics) it is `ceil(num_samples / hop_length)`; without,
+    `1 + (num_samples - frame_length) // hop_length`, or 0 when the signal is shorter than a frame.
+    """
+    if pad_end:
+        return -(-num_samples // hop_length)
+    if num_samples < frame_length:
+        return 0
+    return 1 + (num_samples - frame_length) // hop_length
+
+
+def frame(
+    signal: Array,
+    frame_length: int,
+    hop_length: int,
+    pad_end: bool = False,
+    pad_value: float = 0.0,
+) -> Array:
+    """Slices the last axis into overlapping frames (like `tf.signal.frame`).
+
+    Args:
+      signal: `[..., samples]` array of any dtype.
+      frame_length: samples per frame.
+      hop_length: samples between the starts of consecutive frames.
+      pad_end: pad the end with `pad_value` so that a frame starts at every hop inside the
+        signal: the result has `ceil(samples / hop_length)` frames, the last ones reading
+        `pad_value` past the end.
+        Without it, only whole frames are returned (`1 + (samples - frame_length) // hop_length`).
+      pad_value: value used for `pad_end` padding.
+
+    Returns:
+      `[..., frames, frame_length]` array, same dtype as `signal`; frame `i` holds samples
+      `i * hop_length ... i * hop_length + frame_length - 1`.
+    """
+    frame_length = _check_positive_int("frame_length", frame_length)
+    hop_length = _check_positive_int("hop_length", hop_length)
+    signal = jnp.asarray(signal)
+    if signal.ndim == 0:
+        raise SpectralError("signal: expected an array with a samples axis, got a scalar")
+    batch_shape = signal.shape[:-1]
+    n = signal.shape[-1]
+    count = num_frames(n, frame_length, hop_length, pad_end)
+    if count == 0:
+        return jnp.zeros((*batch_shape, 0, frame_length), signal.dtype)
+
+    chunks_per_frame = -(-frame_length // hop_length)
+    if chunks_per_frame > _MAX_SLICES:
+        needed = (count - 1) * hop_length + frame_length
+        if needed > n:
+            signal = _pad_last(signal, needed - n, pad_value)
+        index = (np.arange(count)[:, None] * hop_length + np.arange(frame_length)[None, :])
+        return jnp.take(signal, jnp.asarray(index.astype(np.int32)), axis=-1)
+
+    # Cut into hop-sized chunks; frame i is chunks i .. i + chunks_per_frame - 1, truncated.
+    num_chunks = count - 1 + chunks_per_frame
+    total = num_chunks * hop_length
+    if total > n:
+        signal = _pad_last(signal, total - n, pad_value)
+    elif total < n:
+        signal = signal[..., :total]
+    chunks = signal.reshape(*batch_shape, num_chunks, hop_length)
+    if chunks_per_frame == 1:
+        frames = chunks[..., :count, :]
+    else:
+        pieces = [chunks[..., q:q + count, :] for q in range(chunks_per_frame)]
+        frames = jnp.stack(pieces, axis=-2).reshape(*batch_shape, count,
+                                                   chunks_per_frame * hop_length)
+    return frames[..., :frame_length]
+
+
+def overlap_add(frames: Array, hop_length: int) -> Array:
+    """Sums overlapping frames back into a signal (the transpose of `frame` without padding).
+
+    Args:
+      frames: `[..., frames, frame_length]` array.
+      hop_length: samples between the starts of consecutive frames.
+
+    Returns:
+      `[..., (frames - 1) * hop_length + frame_length]` array, same dtype as `frames`; output
+      sample `t` is the sum of `frames[..., i, t - i * hop_length]` over the frames covering `t`.
+    """
+    hop_length = _check_positive_int("hop_length", hop_length)
+    frames = jnp.asarray(frames)
+    if frames.ndim < 2:
+        raise SpectralError(f"frames: expected [..., frames, frame_length], got shape "
+                            f"{frames.shape}")
+    *batch_shape, count, frame_length = frames.shape
+    out_length = max(count - 1, 0) * hop_length + frame_length
+    if count == 0:
+        return jnp.zeros((*batch_shape, 0), frames.dtype)
+
+    chunks_per_frame = -(-frame_length // hop_length)
+    if chunks_per_frame > _MAX_SLICES:
+        index = (np.arange(count)[:, None] * hop_length + np.arange(frame_length)[None, :])
+        out = jnp.zeros((*batch_shape, out_length), frames.dtype)
+        flat = frames.reshape(*batch_shape, count * frame_length)
+        return out.at[..., jnp.asarray(index.reshape(-1).astype(np.int32))].add(flat)
+
+    padded_length = chunks_per_frame * hop_length
+    if padded_length > frame_length:
+        frames = _pad_last(frames, padded_length - frame_length, 0.0)
+    pieces = frames.reshape(*batch_shape, count, chunks_per_frame, hop_length)
+    num_chunks = count - 1 + chunks_per_frame
+    no_pad = [(0, 0)] * len(batch_shape)
+    total = None
+    for q in range(chunks_per_frame):
+        shifted = jnp.pad(pieces[..., q, :], [*no_pad, (q, chunks_per_frame - 1 - q), (0, 0)])
+        total = shifted if total is None else total + shifted
+    signal = total.reshape(*batch_shape, num_chunks * hop_length)
+    return signal[..., :out_length]
+
+
+def _pad_last(x: Array, amount: int, value: float) -> Array:
+    widths = [(0, 0)] * (x.ndim - 1) + [(0, amount)]
+    return jnp.pad(x, widths, constant_values=jnp.asarray(value, x.dtype))

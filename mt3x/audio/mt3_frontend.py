@@ -1,0 +1,142 @@
+"""MT3's spectrogram front end, computed on device from raw sample frames.
+
+What magenta/mt3 does (mt3/spectrograms.py, mt3/spectral_ops.py, mt3/preprocessors.py):
+1. the waveform (16 kHz) is padded with `hop - len % hop` zeros (a whole extra hop when the length
+   is already a multiple) and cut into non-overlapping 128-sample frames;
+2. a segment (a training chunk, or an inference segment) of up to 256 frames is flattened back to
+   samples and `tf.signal.stft(frame_length=2048, frame_step=128, fft_length=2048,
+   window=periodic Hann, pad_end=True)` is taken: one STFT frame per sample frame, the last 15
+   reaching past the segment's end into zeros (never into the next segment);
+3. magnitude, `@ tf.signal.linear_to_mel_weight_matrix(512, 1025, 16000, 20, 7600)`, natural log
+   with values <= 0 replaced by 1e-5;
+4. a segment shorter than 256 frames is padded with 0.0 rows (in the log-mel domain).
+
+`mt3_log_mel` does 2-4 on a batch of segments of sample frames (what the data pipeline ships), so it
+can run inside a jitted, sharded training step. Step 2 needs no flattening: STFT frame `i` is sample
+frames `i .. i + 15` (zeros past the end) side by side, built with 16 shifted slices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from mt3x.audio.framing import SpectralError
+from mt3x.audio.mel import apply_mel, mel_filterbank_htk, safe_log
+from mt3x.audio.stft import get_window, magnitude
+
+
+@dataclasses.dataclass(frozen=True)
+class Mt3SpectrogramConfig:
+    """MT3's spectrogram constants (mt3/spectrograms.py defaults; `fft_size`, `mel_lo_hz` and
+    `mel_hi_hz` are fixed there).
+
+    Attributes:
+      sample_rate: Hz.
+      hop_width: samples per sample frame = STFT hop.
+      fft_size: STFT frame length = FFT size (periodic Hann window of the same length).
+      num_mel_bins: mel bands (HTK scale, tf.signal filterbank).
+      mel_lo_hz, mel_hi_hz: band edges in Hz.
+      frames_per_segment: sample frames per model input (256 = 2.048 s).
+      log_floor: mel values <= 0 are replaced by this before the natural log.
+    """
+
+    sample_rate: int = 16000
+    hop_width: int = 128
+    fft_size: int = 2048
+    num_mel_bins: int = 512
+    mel_lo_hz: float = 20.0
+    mel_hi_hz: float = 7600.0
+    frames_per_segment: int = 256
+    log_floor: float = 1e-5
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop_width
+
+    @property
+    def num_spectrogram_bins(self) -> int:
+        return self.fft_size // 2 + 1
+
+    def mel_weights(self) -> np.ndarray:
+        """float32 `[fft_size // 2 + 1, num_mel_bins]`, = tf.signal.linear_to_mel_weight_matrix."""
+        return mel_filterbank_htk(self.num_mel_bins, self.num_spectrogram_bins, self.sample_rate,
+                                  self.mel_lo_hz, self.mel_hi_hz)
+
+
+MT3_SPECTROGRAM_CONFIG = Mt3SpectrogramConfig()
+
+
+def mt3_sample_frames(audio: np.ndarray | Array,
+                      config: Mt3SpectrogramConfig = MT3_SPECTROGRAM_CONFIG) -> np.ndarray:
+    """Cuts a waveform into MT3's non-overlapping sample frames (host-side numpy).
+
+    Matches MT3's `_audio_to_frames`: `hop - len % hop` zeros are appended, so a length that is
+    already a multiple of `hop_width` gains one all-zero frame, exactly as in MT3 (this keeps the
+    frame count, and hence segment boundaries and frame times, identical to MT3's).
+
+    Args:
+      audio: `[..., samples]` waveform at `config.sample_rate` (any float dtype).
+
+    Returns:
+      float32 `[..., samples // hop_width + 1, hop_width]`; frame `i` starts at time
+      `i / config.frames_per_second` seconds.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 0:
+        raise SpectralError("audio: expected [..., samples], got a scalar")
+    hop = config.hop_width
+    pad = hop - audio.shape[-1] % hop
+    audio = np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(0, pad)])
+    return audio.reshape(*audio.shape[:-1], audio.shape[-1] // hop, hop)
+
+
+def mt3_log_mel(
+    sample_frames: Array,
+    config: Mt3SpectrogramConfig = MT3_SPECTROGRAM_CONFIG,
+    *,
+    num_valid_frames: Array | None = None,
+    mel_method: str = "auto",
+) -> Array:
+    """MT3's log-mel spectrogram of a batch of segments, from raw sample frames.
+
+    Args:
+      sample_frames: `[..., frames, hop_width]` (normally `f32[batch, 256, 128]`) raw 16 kHz
+        samples; each `[frames, hop_width]` slab is one segment, transformed on its own (the STFT
+        sees zeros past its end). float32; bfloat16/float16 are upcast.
+      config: MT3 constants.
+      num_valid_frames: optional int `[...]` (one per segment): rows at and beyond it are set to
+        0.0, as MT3 pads a short segment's log-mel. Rows before it do not depend on what lies
+        past it, so a zero-padded short segment gives MT3's result exactly.
+      mel_method: see `mt3x.audio.apply_mel` ('auto' = banded sparse product).
+
+    Returns:
+      float32 `[..., frames, num_mel_bins]` natural-log mel magnitudes.
+    """
+    frames_in = jnp.asarray(sample_frames)
+    hop = config.hop_width
+    if frames_in.ndim < 2 or frames_in.shape[-1] != hop:
+        raise SpectralError(f"sample_frames: expected [..., frames, {hop}] (hop_width), got "
+                            f"shape {frames_in.shape}")
+    if config.fft_size % hop:
+        raise SpectralError(f"fft_size: expected a multiple of hop_width ({hop}), got "
+                            f"{config.fft_size}")
+    x = frames_in.astype(jnp.float32)
+    *batch_shape, count, _ = x.shape
+    span = config.fft_size // hop  # sample frames per STFT frame
+    no_pad = [(0, 0)] * len(batch_shape)
+    padded = jnp.pad(x, [*no_pad, (0, span - 1), (0, 0)])
+    pieces = [padded[..., q:q + count, :] for q in range(span)]
+    stft_frames = jnp.stack(pieces, axis=-2).reshape(*batch_shape, count, config.fft_size)
+
+    window = jnp.asarray(get_window("hann", config.fft_size))
+    spectrum = jnp.fft.rfft(stft_frames * window, n=config.fft_size, axis=-1)
+    mel = apply_mel(magnitude(spectrum), config.mel_weights(), method=mel_method)
+    log_mel = safe_log(mel, config.log_floor)
+    if num_valid_frames is not None:
+        valid = jnp.asarray(num_valid_frames)[..., None] > jnp.arange(count)
+        log_mel = jnp.where(valid[..., None], log_mel, 0.0)
+    return log_mel

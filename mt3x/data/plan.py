@@ -1,0 +1,254 @@
+"""Build configuration and planning: which pieces go to which split, and what each track holds.
+
+Planning is pure and seeded: it turns loaded pieces into `TrackPlan`s (stems as ready-to-render
+`pretty_midi.Instrument`s plus their metadata), so rendering needs no further random choices and
+the plan is the same for any number of worker processes.
+
+Modes:
+- `same-piece`: all parts of one piece (a random window of `segment_seconds` when set).
+- `random-mix`: `random_mix_stems` parts, each from a different piece of the same split, looped
+  (repeated at the piece's length) or cut to a common length.
+- `unison`: one part doubled on two instruments (`unison_programs`), the second transposed by
+  `unison_transpose` semitones (default two octaves down).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+import pretty_midi
+
+from mt3x.data import instruments as instruments_lib
+from mt3x.data import sources
+from mt3x.data.augment import Augmentation
+from mt3x.errors import Mt3xError
+
+MODES = ("same-piece", "random-mix", "unison")
+SPLITS = ("train", "validation", "test")
+
+
+class BuildError(Mt3xError):
+    """A build configuration is invalid or a build step failed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    """Everything that determines a synthetic Slakh build (with `seed`, the output bytes).
+
+    Attributes (sources): source 'music21' (composer / collection filter) or 'midi-dir'
+      (`midi_dir`); num_parts keeps pieces with exactly that many parts (None: any); max_pieces
+      keeps the first pieces after listing.
+    Attributes (tracks): modes are cycled over the `mixes_per_piece` mixes of each piece;
+      segment_seconds crops tracks (None: whole piece); tail_seconds of release after the music;
+      drums_every > 0 adds a generated drum part to every n-th track (0-based index % n == 0).
+    Attributes (sound): sample_rate Hz; soundfont path (None: TimGM6mb); renderer backend;
+      normalize_loudness to normalization_factor LUFS per stem before augmentation; target_peak_db
+      for the one overall gain; audio_format 'flac' or 'wav'.
+    Attributes (splits): split_counts gives pieces per split (train, validation, test); otherwise
+      split_fractions.
+    """
+
+    source: str = "music21"
+    composer: str | None = "bach"
+    collection: str | None = "chorales"
+    midi_dir: str | None = None
+    num_parts: int | None = 4
+    max_pieces: int | None = None
+    modes: tuple[str, ...] = ("same-piece",)
+    mixes_per_piece: int = 1
+    recipe: instruments_lib.Recipe = instruments_lib.Recipe()
+    segment_seconds: float | None = None
+    tail_seconds: float = 1.0
+    random_mix_stems: int = 4
+    unison_programs: tuple[int, int] = (0, 24)
+    unison_transpose: int = -24
+    drums_every: int = 0
+    augmentation: Augmentation = Augmentation()
+    sample_rate: int = 16000
+    soundfont: str | None = None
+    renderer: str = "auto"
+    normalize_loudness: bool = True
+    normalization_factor: float = -13.0
+    target_peak_db: float = -1.0
+    audio_format: str = "flac"
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    split_counts: tuple[int, int, int] | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.source not in ("music21", "midi-dir"):
+            raise BuildError(f"source: expected 'music21' or 'midi-dir', got {self.source!r}")
+        if self.source == "midi-dir" and not self.midi_dir:
+            raise BuildError("source midi-dir: --midi-dir is required")
+        bad = [m for m in self.modes if m not in MODES]
+        if bad or not self.modes:
+            raise BuildError(f"modes: expected a non-empty list from {MODES}, got {list(self.modes)}")
+        if self.mixes_per_piece < 1:
+            raise BuildError(f"mixes_per_piece: expected >= 1, got {self.mixes_per_piece}")
+        if not 8000 <= self.sample_rate <= 96000:
+            raise BuildError(f"sample_rate: expected 8000..96000 Hz, got {self.sample_rate}")
+        if self.segment_seconds is not None and self.segment_seconds <= 0:
+            raise BuildError(f"segment_seconds: expected > 0, got {self.segment_seconds}")
+        if self.audio_format not in ("flac", "wav"):
+            raise BuildError(f"audio_format: expected 'flac' or 'wav', got {self.audio_format!r}")
+        if self.random_mix_stems < 1:
+            raise BuildError(f"random_mix_stems: expected >= 1, got {self.random_mix_stems}")
+        if self.target_peak_db > 0:
+            raise BuildError(f"target_peak_db: expected <= 0 dBFS, got {self.target_peak_db}")
+        fractions = np.asarray(self.split_fractions, float)
+        if fractions.shape != (3,) or np.any(fractions < 0) or fractions.sum() <= 0:
+            raise BuildError(f"split_fractions: expected three non-negative numbers, got {self.split_fractions}")
+
+    def to_dict(self) -> dict:
+        """Plain, YAML-safe description (recorded in build.yaml)."""
+        out = dataclasses.asdict(self)
+        return _plain(out)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+@dataclasses.dataclass
+class StemPlan:
+    """One stem to render: its MIDI and its metadata fields."""
+
+    instrument: pretty_midi.Instrument
+    program: int
+    is_drum: bool
+    inst_class: str
+    source_piece: str
+    source_part: str
+    transpose: int = 0
+
+
+@dataclasses.dataclass
+class TrackPlan:
+    """One track: id, split, mode, seed, music length (s) and stems."""
+
+    index: int
+    track_id: str
+    split: str
+    mode: str
+    seed: int
+    length_seconds: float
+    stems: list[StemPlan]
+
+    @property
+    def source_pieces(self) -> list[str]:
+        return sorted({s.source_piece for s in self.stems})
+
+
+def split_pieces(piece_ids: Sequence[str], config: BuildConfig) -> dict[str, list[str]]:
+    """Assigns each piece to exactly one split (seeded shuffle of the sorted ids)."""
+    ids = sorted(piece_ids)
+    order = np.random.default_rng([config.seed, 0x5EED]).permutation(len(ids))
+    shuffled = [ids[i] for i in order]
+    if config.split_counts is not None:
+        counts = list(config.split_counts)
+        if sum(counts) > len(ids):
+            raise BuildError(f"split_counts {tuple(counts)} need {sum(counts)} pieces, only {len(ids)} loaded")
+    else:
+        fractions = np.asarray(config.split_fractions, float) / sum(config.split_fractions)
+        n_val = int(round(fractions[1] * len(ids)))
+        n_test = int(round(fractions[2] * len(ids)))
+        if len(ids) >= 3:
+            n_val = max(n_val, 1) if fractions[1] > 0 else 0
+            n_test = max(n_test, 1) if fractions[2] > 0 else 0
+        counts = [len(ids) - n_val - n_test, n_val, n_test]
+    out, start = {}, 0
+    for split, count in zip(SPLITS, counts):
+        out[split] = sorted(shuffled[start:start + count])
+        start += count
+    return out
+
+
+def _window(piece: sources.Piece, length: float | None, rng: np.random.Generator) -> tuple[float, float]:
+    end = piece.end_time
+    if length is None or length >= end:
+        return 0.0, end
+    start = round(float(rng.uniform(0.0, end - length)), 2)
+    return start, start + length
+
+
+def _stem(inst: pretty_midi.Instrument, choice: instruments_lib.InstrumentChoice, piece: str,
+          part: str, transpose: int = 0) -> StemPlan:
+    inst.program, inst.is_drum = int(choice.program), bool(choice.is_drum)
+    return StemPlan(inst, choice.program, choice.is_drum, choice.inst_class, piece, part, transpose)
+
+
+def plan_tracks(pieces: dict[str, sources.Piece], config: BuildConfig) -> list[TrackPlan]:
+    """Plans every track of a build from loaded pieces (already filtered).
+
+    Track ids are numbered from 1 across splits (train first, then validation, test), Slakh-style.
+    """
+    splits = split_pieces(list(pieces), config)
+    plans: list[TrackPlan] = []
+    for split in SPLITS:
+        for piece_id in splits[split]:
+            for mix in range(config.mixes_per_piece):
+                mode = config.modes[mix % len(config.modes)]
+                index = len(plans)
+                rng = np.random.default_rng([config.seed, index, 0x7AC])
+                stems, length = _plan_stems(mode, pieces[piece_id], pieces, splits[split], config, rng)
+                if config.drums_every and index % config.drums_every == 0:
+                    drums = sources.drum_part(length, pieces[piece_id].tempo_bpm, rng)
+                    choice = instruments_lib.InstrumentChoice(0, True, instruments_lib.DRUMS_CLASS)
+                    stems.append(_stem(drums.instrument, choice, "generated:drums", "Drums"))
+                stems = [s for s in stems if s.instrument.notes]
+                plans.append(TrackPlan(index=index, track_id=f"Track{index + 1:05d}", split=split,
+                                       mode=mode, seed=int(rng.integers(2**31)),
+                                       length_seconds=round(length, 4), stems=stems))
+    return plans
+
+
+def _plan_stems(mode: str, piece: sources.Piece, pieces: dict[str, sources.Piece],
+                split_ids: list[str], config: BuildConfig, rng: np.random.Generator
+                ) -> tuple[list[StemPlan], float]:
+    if mode == "same-piece":
+        start, end = _window(piece, config.segment_seconds, rng)
+        choices = config.recipe.choose(sources.source_programs(piece.parts), rng)
+        stems = [_stem(sources.crop_instrument(part.instrument, start, end), choice, piece.piece_id, part.name)
+                 for part, choice in zip(piece.parts, choices)]
+        return stems, end - start
+    if mode == "unison":
+        start, end = _window(piece, config.segment_seconds, rng)
+        pitched = [p for p in piece.parts if not p.instrument.is_drum]
+        if not pitched:
+            raise BuildError(f"{piece.piece_id}: unison needs a pitched part")
+        part = pitched[int(rng.integers(len(pitched)))]
+        cropped = sources.crop_instrument(part.instrument, start, end)
+        stems = []
+        for k, program in enumerate(config.unison_programs):
+            transpose = config.unison_transpose if k == 1 else 0
+            inst = sources.transpose_instrument(cropped, transpose) if transpose else cropped
+            choice = instruments_lib.InstrumentChoice(int(program), False,
+                                                      instruments_lib.inst_class(program, False))
+            stems.append(_stem(inst, choice, piece.piece_id, part.name, transpose))
+        return stems, end - start
+    # random-mix: the first stem from this piece, the others from other pieces of the split.
+    length = config.segment_seconds or piece.end_time
+    others = [pid for pid in split_ids if pid != piece.piece_id]
+    count = min(config.random_mix_stems, len(others) + 1)
+    donors = [piece.piece_id] + [others[int(k)] for k in rng.choice(len(others), count - 1, replace=False)]
+    picked = []
+    for pid in donors:
+        donor = pieces[pid]
+        part = donor.parts[int(rng.integers(len(donor.parts)))]
+        start, end = _window(donor, length, rng)
+        inst = sources.crop_instrument(part.instrument, start, end)
+        if end - start < length:
+            inst = sources.loop_instrument(inst, end - start, length)
+        picked.append((inst, part, pid))
+    choices = config.recipe.choose([(int(p.instrument.program), bool(p.instrument.is_drum))
+                                    for _, p, _ in picked], rng)
+    stems = [_stem(inst, choice, pid, part.name) for (inst, part, pid), choice in zip(picked, choices)]
+    return stems, length

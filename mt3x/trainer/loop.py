@@ -1,0 +1,281 @@
+"""`train(...)`: the training loop (resume, train steps, evaluation, checkpoints, reports).
+
+Keyword arguments only, so gin can bind them at the edges (`launch/train.py`). A run lives in
+one work directory:
+```
+<workdir>/checkpoints/<step>/...   Orbax checkpoints (latest + best k), see checkpoints.py
+<workdir>/tensorboard/{train,eval}/ TensorBoard scalars
+<workdir>/operative_config.gin      the gin config the run was started with (when given)
+<workdir>/loss_curve.png            train (and eval) loss against step, written at the end
+```
+Calling `train` again with the same workdir resumes from the latest checkpoint: params,
+optimizer state, step, PRNG key and data position, so the losses continue exactly as if the run
+had never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import jax
+import optax
+
+from mt3x.fileutil import atomic_path
+from mt3x.trainer import steps as steps_lib
+from mt3x.trainer.batch_source import as_batch_source
+from mt3x.trainer.checkpoints import Checkpointer, CheckpointOptions, restore_params
+from mt3x.trainer.errors import NonFiniteLossError, TrainerError
+from mt3x.trainer.model_api import Model
+from mt3x.trainer.optimizers import adafactor_mt3
+from mt3x.trainer.partitioning import Partitioner
+from mt3x.trainer.reporting import LossHistory, RunReporter, plot_loss_curve
+from mt3x.trainer.train_state import TrainState, abstract_train_state, create_train_state
+
+Evaluator = Callable[[Any, int], Mapping[str, float]]
+"""(params, step) -> {metric name: value}; names without '/' are written as 'eval/<name>'."""
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `train` returns.
+
+    state: the final TrainState (sharded arrays).
+    losses: train loss of every step run by this call, {step: loss}.
+    eval_history: evaluation results of this call, {step: {'eval/loss': ..., ...}}.
+    nonfinite_steps: steps skipped for NaN/Inf in the whole run (including before a resume).
+    workdir: the run directory.
+    """
+
+    state: TrainState
+    losses: dict[int, float]
+    eval_history: dict[int, dict[str, float]]
+    nonfinite_steps: int
+    workdir: Path
+
+    @property
+    def step(self) -> int:
+        return int(jax.device_get(self.state.step))
+
+
+def _metric_name(key: str) -> str:
+    return key if "/" in key else f"eval/{key}"
+
+
+def run_evaluation(*, step: int, params: Any, eval_data: Any, eval_step: Any,
+                   evaluators: Sequence[Evaluator], partitioner: Partitioner,
+                   eval_max_batches: int | None) -> dict[str, float]:
+    """Validation loss over `eval_data` (when given) and every evaluator's metrics at `step`."""
+    results: dict[str, float] = {}
+    if eval_data is not None:
+        losses = steps_lib.evaluate_loss(eval_step=eval_step, params=params, eval_data=eval_data,
+                                         partitioner=partitioner, max_batches=eval_max_batches)
+        results.update({_metric_name(k): v for k, v in losses.items()})
+    for evaluator in evaluators:
+        results.update({_metric_name(k): float(v) for k, v in evaluator(params, step).items()})
+    return results
+
+
+def train(
+    *,
+    model: Model,
+    train_data: Any,
+    workdir: str | Path,
+    num_steps: int,
+    batch_size: int | None = None,
+    optimizer: optax.GradientTransformation | None = None,
+    learning_rate_fn: Callable[[Any], Any] | None = None,
+    partitioner: Partitioner | None = None,
+    eval_data: Any = None,
+    evaluators: Sequence[Evaluator] = (),
+    eval_every_steps: int = 0,
+    eval_max_batches: int | None = None,
+    checkpoint: CheckpointOptions = CheckpointOptions(),
+    init_params_from: str | Path | None = None,
+    seed: int = 0,
+    nonfinite_policy: str = "skip",
+    log_every_steps: int = 50,
+    gin_config: str = "",
+    show_progress: bool = True,
+    tensorboard: bool = True,
+) -> TrainResult:
+    """Trains `model` for `num_steps` steps in `workdir`, resuming when it holds a checkpoint.
+
+    Args:
+      model: a `Model` (init / loss / predict).
+      train_data: per-host numpy batch dicts: a `BatchSource`, a callable seed -> iterable, or
+        a re-iterable (see `as_batch_source`). Must yield at least `num_steps` batches.
+      workdir: run directory (checkpoints, TensorBoard, loss curve).
+      num_steps: train until this global step.
+      batch_size: the expected global batch size (per-host batch x processes); checked.
+      optimizer: an optax transformation (default: Adafactor with MT3's settings, lr 1e-3).
+      learning_rate_fn: step -> lr, only to log the learning rate.
+      partitioner: mesh and sharding rules (default: all devices data-parallel).
+      eval_data: re-iterable or zero-argument callable of per-host eval batches; its mean loss
+        is reported as 'eval/loss' (model metrics as 'eval/<name>').
+      evaluators: callables (params, step) -> {name: value}, e.g. transcription F1.
+      eval_every_steps: evaluate every this many steps and at the end (0: only at the end).
+      eval_max_batches: evaluate on at most this many eval batches.
+      checkpoint: what to save and keep (latest, best k by a metric).
+      init_params_from: a checkpoint dir (or workdir) to take initial params from for
+        fine-tuning (optimizer state fresh). Ignored when `workdir` already has a checkpoint.
+      seed: seeds param init, the step PRNG keys and the data order of a seeded source.
+      nonfinite_policy: 'skip' a NaN/Inf step (its update is dropped) or 'raise'.
+      log_every_steps: write train scalars every this many steps.
+      gin_config: the operative gin config text, saved with every checkpoint.
+      show_progress: draw a progress bar with step/s and ETA.
+      tensorboard: write TensorBoard scalars (else only log them; avoids importing TF).
+
+    Returns:
+      TrainResult with the final state and this call's losses and evaluations.
+
+    Raises:
+      TrainerError (and subclasses): bad arguments, data that runs out, batch sizes that do not
+        divide over the devices, NaN/Inf under 'raise', unusable checkpoints.
+    """
+    if nonfinite_policy not in steps_lib.NONFINITE_POLICIES:
+        raise TrainerError(f"nonfinite_policy must be one of {steps_lib.NONFINITE_POLICIES}, "
+                           f"got {nonfinite_policy!r}")
+    if num_steps < 1 or eval_every_steps < 0 or log_every_steps < 1:
+        raise TrainerError(f"need num_steps >= 1, eval_every_steps >= 0, log_every_steps >= 1; got "
+                           f"{num_steps}, {eval_every_steps}, {log_every_steps}")
+    workdir = Path(workdir).absolute()
+    partitioner = partitioner or Partitioner()
+    optimizer = optimizer if optimizer is not None else adafactor_mt3()
+    lead = jax.process_index() == 0
+    if lead and gin_config:
+        workdir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(workdir / "operative_config.gin") as tmp:
+            tmp.write_text(gin_config)
+
+    checkpointer = Checkpointer(workdir / "checkpoints", checkpoint)
+    reporter: RunReporter | None = None
+    try:
+        source = as_batch_source(train_data, seed=seed)
+        resume_step = checkpointer.latest_step()
+        meta: dict[str, Any] = {}
+        if resume_step is not None:
+            data_state, meta = checkpointer.read_data_and_meta(resume_step)
+            source.set_state(data_state)
+        batches = iter(source)
+        first = next(batches, None)
+        if first is None:
+            raise TrainerError("the training data yielded no batches")
+        _check_batch(first, batch_size, partitioner)
+
+        abstract = abstract_train_state(model=model, optimizer=optimizer,
+                                        partitioner=partitioner, batch=first)
+        if resume_step is not None:
+            state, _, meta = checkpointer.restore(abstract, resume_step)
+            log.info("resumed from %s at step %d", checkpointer.directory, resume_step)
+        else:
+            params = None
+            if init_params_from is not None:
+                params = restore_params(init_params_from, abstract.params)
+            state = create_train_state(model=model, optimizer=optimizer, partitioner=partitioner,
+                                       batch=first, seed=seed, params=params)
+        start_step = int(jax.device_get(state.step))
+        history = LossHistory.from_json(meta.get("loss_history"))
+        history.truncate(start_step)
+        eval_losses = {int(k): v for k, v in meta.get("eval_loss_points", {}).items()
+                       if int(k) <= start_step}
+
+        step_fn = steps_lib.jit_train_step(
+            steps_lib.train_step_fn(model, optimizer, learning_rate_fn), partitioner, abstract)
+        evaluate = eval_data is not None or bool(evaluators)
+        eval_step = (steps_lib.jit_eval_step(model, partitioner,
+                                             jax.tree.map(lambda a: a.sharding, abstract.params))
+                     if eval_data is not None else None)
+        reporter = RunReporter(workdir, num_steps=num_steps, start_step=start_step,
+                               show_progress=show_progress, tensorboard=tensorboard)
+        losses: dict[int, float] = {}
+        eval_history: dict[int, dict[str, float]] = {}
+        stream: Iterator = itertools.chain([first], batches)
+        last_time, last_step = time.perf_counter(), start_step
+
+        def report(step: int, device_metrics: Any) -> None:
+            nonlocal last_time, last_step
+            metrics = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+            losses[step] = metrics["loss"]
+            history.add(step, metrics["loss"])
+            if metrics["nonfinite"] and nonfinite_policy == "raise":
+                raise NonFiniteLossError(
+                    f"step {step}: non-finite loss {metrics['loss']} or gradient norm "
+                    f"{metrics['grad_norm']}; the update was not applied and the run stops "
+                    f"(nonfinite_policy='raise'; 'skip' would drop such steps and continue)")
+            write = step % log_every_steps == 0 or step == num_steps
+            if write:
+                now = time.perf_counter()
+                metrics["steps_per_sec"] = (step - last_step) / max(now - last_time, 1e-9)
+                last_time, last_step = now, step
+            reporter.train_step(step, metrics, write=write)
+
+        pending: tuple[int, Any] | None = None
+        with partitioner.activate():
+            for step in range(start_step + 1, num_steps + 1):
+                local_batch = next(stream, None)
+                if local_batch is None:
+                    raise TrainerError(
+                        f"the training data ran out at step {step} of {num_steps}; make the "
+                        "source repeat (e.g. loop over epochs) or lower num_steps")
+                _check_batch(local_batch, batch_size, partitioner)
+                state, metrics = step_fn(state, partitioner.make_global_batch(local_batch))
+                if pending is not None:  # read the previous step while this one runs
+                    report(*pending)
+                pending = (step, metrics)
+                is_last = step == num_steps
+                do_eval = evaluate and (is_last or (eval_every_steps and
+                                                    step % eval_every_steps == 0))
+                do_save = is_last or step % checkpoint.save_every_steps == 0 or (
+                    do_eval and checkpoint.keep_best > 0)
+                if not (do_eval or do_save):
+                    continue
+                report(*pending)
+                pending = None
+                results = None
+                if do_eval:
+                    results = run_evaluation(
+                        step=step, params=state.params, eval_data=eval_data, eval_step=eval_step,
+                        evaluators=evaluators, partitioner=partitioner,
+                        eval_max_batches=eval_max_batches)
+                    eval_history[step] = results
+                    if "eval/loss" in results:
+                        eval_losses[step] = results["eval/loss"]
+                    reporter.eval_results(step, results)
+                if do_save:
+                    checkpointer.save(state, data_state=source.get_state(), metrics=results, meta={
+                        "gin_config": gin_config, "loss_history": history.to_json(),
+                        "eval_loss_points": {str(k): v for k, v in eval_losses.items()}})
+            if pending is not None:
+                report(*pending)
+        checkpointer.wait()
+        if lead and history.steps:
+            plot_loss_curve(history, workdir / "loss_curve.png", eval_losses)
+        return TrainResult(state=state, losses=losses, eval_history=eval_history,
+                           nonfinite_steps=int(jax.device_get(state.nonfinite_steps)),
+                           workdir=workdir)
+    finally:
+        checkpointer.close()
+        if reporter is not None:
+            reporter.close()
+
+
+def _check_batch(local_batch: Mapping[str, Any], batch_size: int | None,
+                 partitioner: Partitioner) -> None:
+    """Raises TrainerError when the batch is not a dict or its global size is not `batch_size`."""
+    if not isinstance(local_batch, Mapping) or not local_batch:
+        raise TrainerError(f"a training batch must be a non-empty dict of arrays, got "
+                           f"{type(local_batch).__name__}")
+    if batch_size is None:
+        return
+    local = len(next(iter(local_batch.values())))
+    if local * jax.process_count() != batch_size:
+        raise TrainerError(
+            f"batch_size={batch_size} but the data yields {local} examples per host x "
+            f"{jax.process_count()} hosts = {local * jax.process_count()}")

@@ -1,0 +1,98 @@
+"""A Demucs-inspired 2D convolutional U-Net on the magnitude STFT that predicts masks.
+
+Layout: inputs are float32[batch, frames, bins] with bins = n_fft // 2 (the Nyquist bin is dropped
+on the way in and gets the mask of the bin below it on the way out). Each encoder layer is a
+convolution with kernel (3 frames, 8 bins), stride (1, 4) and padding (1, 2): the frequency axis
+shrinks by exactly 4 per layer (2048 -> 512 -> 128 -> 32 -> 8 with the default four layers and
+n_fft = 4096), the time axis is kept. Channels 48 -> 96 -> 192 -> 384 by default. A 1x1
+convolution with a GLU follows each strided convolution (as in Demucs). The decoder mirrors it:
+concatenate the skip, 1x1 convolution + GLU, then a transposed convolution (kernel (3, 8),
+stride (1, 4)) back up. A final 1x1 convolution gives one map per instrument (plus one for the
+residual with a softmax), turned into masks by a sigmoid or a softmax across instruments.
+
+Input compression: log1p(|X|), a fixed (not data-dependent) transform, so the network is local in
+time and chunked separation matches one-piece separation away from chunk edges.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mt3x.errors import Mt3xError
+
+MaskKind = Literal["sigmoid", "softmax"]
+
+
+def _conv_init(axes: tuple[str | None, ...]):
+    return nn.with_logical_partitioning(nn.initializers.lecun_normal(), axes)
+
+
+def _bias_init():
+    return nn.with_logical_partitioning(nn.initializers.zeros_init(), ("channels",))
+
+
+def check_unet_bins(num_input_bins: int, num_layers: int) -> None:
+    """Raises Mt3xError unless the bins divide by 4 ** num_layers."""
+    if num_layers < 1 or num_input_bins % (4 ** num_layers):
+        raise Mt3xError(f"U-Net: {num_input_bins} input bins (n_fft // 2) must be divisible by "
+                        f"4 ** num_layers = {4 ** max(num_layers, 0)}; choose n_fft accordingly")
+
+
+class SpectrogramUNet(nn.Module):
+    """Mask-predicting U-Net.
+
+    Attributes:
+      num_instruments: output masks (targets).
+      channels: encoder channels per layer (len = number of layers), e.g. (48, 96, 192, 384).
+      mask: 'sigmoid' (independent masks in [0, 1]) or 'softmax' (across instruments + residual,
+        masks sum to <= 1 per bin).
+      time_kernel: kernel size along frames (odd).
+    """
+    num_instruments: int
+    channels: Sequence[int] = (48, 96, 192, 384)
+    mask: str = "sigmoid"
+    time_kernel: int = 3
+
+    @nn.compact
+    def __call__(self, magnitude: jnp.ndarray) -> jnp.ndarray:
+        """magnitude float32[batch, frames, bins] (bins = n_fft // 2 + 1)
+        -> masks float32[batch, num_instruments, frames, bins] in [0, 1]."""
+        if self.mask not in ("sigmoid", "softmax"):
+            raise Mt3xError(f"U-Net mask {self.mask!r}: expected 'sigmoid' or 'softmax'")
+        num_bins = magnitude.shape[-1] - 1
+        check_unet_bins(num_bins, len(self.channels))
+        tk, tp = self.time_kernel, self.time_kernel // 2
+        x = jnp.log1p(magnitude[..., :num_bins])[..., None]       # [B, T, F, 1]
+        skips = []
+        for i, ch in enumerate(self.channels):
+            x = nn.Conv(ch, (tk, 8), strides=(1, 4), padding=((tp, tp), (2, 2)),
+                        kernel_init=_conv_init((None, None, None, "channels")),
+                        bias_init=_bias_init(), name=f"enc_{i}")(x)
+            x = nn.relu(x)
+            x = nn.Conv(2 * ch, (1, 1), kernel_init=_conv_init((None, None, None, "channels")),
+                        bias_init=_bias_init(), name=f"enc_{i}_glu")(x)
+            x = nn.glu(x, axis=-1)
+            skips.append(x)
+        for i in reversed(range(len(self.channels))):
+            ch = self.channels[i]
+            out_ch = self.channels[i - 1] if i > 0 else self.channels[0]
+            x = jnp.concatenate([x, skips[i]], axis=-1) if i < len(self.channels) - 1 else x
+            x = nn.Conv(2 * ch, (1, 1), kernel_init=_conv_init((None, None, None, "channels")),
+                        bias_init=_bias_init(), name=f"dec_{i}_glu")(x)
+            x = nn.glu(x, axis=-1)
+            x = nn.ConvTranspose(out_ch, (tk, 8), strides=(1, 4), padding="SAME",
+                                 kernel_init=_conv_init((None, None, None, "channels")),
+                                 bias_init=_bias_init(), name=f"dec_{i}")(x)
+            x = nn.relu(x)
+        num_maps = self.num_instruments + (1 if self.mask == "softmax" else 0)
+        logits = nn.Conv(num_maps, (1, 1), kernel_init=_conv_init((None, None, None, "channels")),
+                         bias_init=_bias_init(), name="to_masks")(x)   # [B, T, F, maps]
+        if self.mask == "sigmoid":
+            masks = nn.sigmoid(logits)
+        else:
+            masks = nn.softmax(logits, axis=-1)[..., :self.num_instruments]
+        masks = jnp.moveaxis(masks, -1, 1)                           # [B, I, T, F]
+        return jnp.concatenate([masks, masks[..., -1:]], axis=-1)    # Nyquist bin

@@ -1,0 +1,103 @@
+"""`mt3x-tag`: one CSV row per started second, training outputs, clear errors (exit 2)."""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import numpy as np
+import pytest
+
+from mt3x.audio.io import write_audio
+from mt3x.cli import tag as tag_cli
+from separation.tagging.examples import build_examples
+from separation.tagging.model import TrainConfig, load_tagger, save_tagger, train_tagger
+from tagging_fakes import FakeNote, FakeStem, FakeTrack, tone
+
+SR = 16000
+
+
+def _track(i: int) -> FakeTrack:
+    """Bass (60-90 Hz) in the first half, flute-like 1.2-2 kHz tone in the second half."""
+    seconds = 8.0
+    bass = tone(60.0 + 4 * i, seconds, 0.4, start=0.0, stop=4.0)
+    flute = tone(1200.0 + 100 * i, seconds, 0.2, start=4.0, stop=8.0)
+    return FakeTrack(f"Track{i:05d}", [
+        FakeStem("S00", 33, False, "Bass", bass, [FakeNote(0.0, 4.0)]),
+        FakeStem("S01", 73, False, "Pipe", flute, [FakeNote(4.0, 8.0)])])
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    train = build_examples([_track(i) for i in range(4)])
+    validation = build_examples([_track(7)], instruments=train.instruments)
+    tagger = train_tagger(train, validation,
+                          config=TrainConfig(seed=0, min_positives=3, min_data_in_leaf=3))
+    return save_tagger(tagger, tmp_path_factory.mktemp("cli") / "model")
+
+
+def test_tag_writes_one_row_per_started_second(model_dir, tmp_path, capsys):
+    # 5.5 s at 22.05 kHz (resampled on reading): bass for 3 s, then the high tone.
+    rate = 22050
+    audio = np.concatenate([tone(70.0, 3.0, 0.4, rate), tone(1500.0, 2.5, 0.2, rate)])
+    wav = tmp_path / "song.wav"
+    write_audio(wav, audio, rate)
+    out = tmp_path / "out"
+    assert tag_cli.main([str(wav), "--model", str(model_dir), "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "song.tags.csv")))
+    assert len(rows) == math.ceil(len(audio) / rate) == 6
+    assert [float(r["start_s"]) for r in rows] == [0, 1, 2, 3, 4, 5]
+    assert set(rows[0]) == {"start_s", "end_s", "p_Bass", "p_Pipe", "Bass", "Pipe"}
+    bass = [int(r["Bass"]) for r in rows]
+    pipe = [int(r["Pipe"]) for r in rows]
+    assert bass[:3] == [1, 1, 1] and bass[4:] == [0, 0]
+    assert pipe[:3] == [0, 0, 0] and pipe[4:] == [1, 1]
+    assert all(0.0 <= float(r["p_Bass"]) <= 1.0 for r in rows)
+    assert (out / "song.timeline.png").read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert sum(1 for line in printed.splitlines() if line.strip()[:1].isdigit()) == 6
+
+
+def test_bad_input_exits_2(model_dir, tmp_path, capsys):
+    wav = tmp_path / "ok.wav"
+    write_audio(wav, tone(440.0, 1.0), SR)
+    assert tag_cli.main([str(wav), "--model", str(tmp_path / "nope")]) == 2
+    assert "error:" in capsys.readouterr().err
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF....not audio")
+    assert tag_cli.main([str(broken), "--model", str(model_dir), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "broken.wav" in err
+    assert tag_cli.main(["train", "--data", str(tmp_path / "none"), "--out", str(tmp_path)]) == 2
+    assert tag_cli.main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_then_tag_on_demo_data(demo_root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert tag_cli.main(["train", "--data", str(demo_root), "--out", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    tagger = load_tagger(out)
+    assert [r["instrument"] for r in rows] == tagger.instruments + ["micro", "macro"]
+    assert float(rows[-2]["f1"]) > float(rows[-2]["baseline_f1"])
+    assert "| **micro** |" in (out / "metrics.md").read_text()
+    assert (out / "importance.png").read_bytes()[:4] == b"\x89PNG"
+    importance = list(csv.reader(open(out / "importance.csv")))
+    assert len(importance) == 1 + len(tagger.instruments)
+    mix = next((demo_root / "test").glob("Track*/mix.flac"))
+    capsys.readouterr()
+    assert tag_cli.main([str(mix), "--model", str(out), "--out", str(tmp_path / "tags")]) == 0
+    import soundfile
+
+    seconds = soundfile.info(str(mix)).duration
+    tags = list(csv.DictReader(open(tmp_path / "tags" / "mix.tags.csv")))
+    assert len(tags) == math.ceil(seconds - 1e-9)
+
+
+def test_output_names_are_unique():
+    from pathlib import Path
+
+    paths = [Path("a/Track1/mix.flac"), Path("a/Track2/mix.flac"), Path("b/song.wav"),
+             Path("x/d/e.wav"), Path("y/d/e.wav")]
+    assert tag_cli.output_names(paths) == ["Track1_mix", "Track2_mix", "song", "d_e_1", "d_e_2"]
