@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
+
+# This file is named like the `separation` package; run as a script, its own folder would shadow
+# the package on sys.path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import jax
-import numpy as np
-import optax
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
 
 from mt3x.trainer import Partitioner, abstract_train_state, create_train_state
 from mt3x.trainer.steps import jit_train_step, train_step_fn

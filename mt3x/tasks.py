@@ -154,7 +154,10 @@ def register_transcription_tasks(
       max_examples_per_mix: mix groups of 1..N training examples (None: no mixing).
       program_granularity: 'flat' | 'midi_class' | 'full'; default from the preset.
       in_memory_cache: keep the tokenized 2000-frame chunks in memory after the first epoch
-        (small datasets; the stand-in for MT3's offline seqio cache).
+        (small datasets; the stand-in for MT3's offline seqio cache). The first epoch pays
+        for reading and tokenizing; later epochs only draw random chunks.
+        Needs memory for the whole split's 16 kHz audio (Slakh2100 train: ~20 GB); for large
+        datasets run seqio's offline cache at the CacheDatasetPlaceholder instead.
       mt3_exact_merge: mix targets exactly as MT3 (tie sections concatenated) instead of
         uniting the tie sections.
       eval_splits: (folder split, task suffix, include in the eval mixture) triples.

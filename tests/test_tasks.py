@@ -17,7 +17,8 @@ MT3 = get_pipeline_codec("mt3")
 LENGTHS = {"inputs": 256, "targets": 1024}
 
 
-def toy_track(seed: int, seconds: float = 5.0, notes: int = 30, drums: int = 8) -> dict:
+def toy_track(seed: int, seconds: float = 5.0, notes: int = 30, drums: int = 8,
+              programs: tuple[int, ...] = (0, 33, 40, 73)) -> dict:
     """A random multi-instrument track: notes (some held across chunk boundaries) and drums."""
     rng = np.random.default_rng(seed)
     ns = note_seq.NoteSequence(ticks_per_quarter=220)
@@ -25,7 +26,7 @@ def toy_track(seed: int, seconds: float = 5.0, notes: int = 30, drums: int = 8) 
         start = float(rng.uniform(0, seconds - 0.3))
         end = min(seconds, start + float(rng.uniform(0.05, 2.5)))
         ns.notes.add(pitch=int(rng.integers(40, 90)), velocity=int(rng.integers(20, 127)),
-                     start_time=start, end_time=end, program=int(rng.choice([0, 33, 40, 73])))
+                     start_time=start, end_time=end, program=int(rng.choice(programs)))
     for _ in range(drums):
         start = float(rng.uniform(0, seconds - 0.1))
         ns.notes.add(pitch=int(rng.choice([36, 38, 42])), velocity=100, start_time=start,
@@ -169,7 +170,9 @@ def test_eval_segments_tile_the_whole_file(toy_tasks):
 
 
 def test_mixing_merges_token_streams_in_time_order():
-    tracks = {"train": [toy_track(i, notes=12, drums=4) for i in range(20, 26)]}
+    # One program per track, so that mixed notes never collide on a (program, pitch).
+    tracks = {"train": [toy_track(20 + i, notes=12, drums=4, programs=(p,))
+                        for i, p in enumerate([0, 33, 40, 73, 24, 56])]}
     names = tasks.register_in_memory_tasks(tracks, "toymix", max_examples_per_mix=3)
     task = seqio.get_mixture_or_task(names["train"])
     examples = list(task.get_dataset(LENGTHS, split="train", shuffle=False, seed=1,

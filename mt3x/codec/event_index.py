@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -61,6 +62,37 @@ class IndexedEvents:
     def num_frames(self) -> int:
         return int(self.event_start_indices.shape[0])
 
+    def slice_frames(self, frame_start: int, frame_end: int) -> "IndexedEvents":
+        """Frames [frame_start, frame_end) with the whole event arrays (MT3's `split_tokens`:
+        indices stay absolute, so `extract_target_sequence` works on the slice as on the file)."""
+        if not 0 <= frame_start <= frame_end <= self.num_frames:
+            raise CodecError(f"frame slice [{frame_start}, {frame_end}) outside "
+                             f"[0, {self.num_frames}]")
+        sl = slice(frame_start, frame_end)
+        return dataclasses.replace(self, event_start_indices=self.event_start_indices[sl],
+                                   event_end_indices=self.event_end_indices[sl],
+                                   state_event_indices=self.state_event_indices[sl])
+
+    def to_features(self) -> dict[str, np.ndarray]:
+        """MT3's feature names: targets, input_event_start_indices, input_event_end_indices,
+        state_events, input_state_event_indices."""
+        return {FEATURE_NAMES[f.name]: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_features(cls, features: dict) -> "IndexedEvents":
+        """Inverse of `to_features` (extra keys are ignored)."""
+        return cls(**{f.name: np.asarray(features[FEATURE_NAMES[f.name]], dtype=np.int32)
+                      for f in dataclasses.fields(cls)})
+
+
+FEATURE_NAMES = {
+    "events": "targets",
+    "event_start_indices": "input_event_start_indices",
+    "event_end_indices": "input_event_end_indices",
+    "state_events": "state_events",
+    "state_event_indices": "input_state_event_indices",
+}
+
 
 def encode_and_index_events(
     state: Any,
@@ -91,6 +123,12 @@ def encode_and_index_events(
     times = np.asarray(event_times, dtype=np.float64).reshape(-1)
     if times.size and not (np.all(np.isfinite(times)) and times.min() >= 0):
         raise CodecError("event times must be finite and >= 0")
+    if getattr(frame_times, "dtype", None) == np.float32:
+        warnings.warn(
+            "encode_and_index_events: frame_times are float32; MT3 indexes frames with float64 "
+            "times (np.arange(n) / 125), and float32 moves every frame that starts exactly on a "
+            "10 ms step into the previous step, changing the targets of chunks starting there. "
+            "Pass mt3x.codec.audio_frame_times(num_samples).", stacklevel=2)
     frame_times = np.asarray(frame_times, dtype=np.float64).reshape(-1)
     sps = codec.steps_per_second
     order = np.argsort(times, kind="stable")
@@ -188,7 +226,8 @@ def _find_token(tokens: np.ndarray, start: int, token: int) -> int | None:
 def step_floor(time: float, steps_per_second: float) -> float:
     """`time` rounded down to the step grid, tolerant to float error (1e-6 steps).
 
-    MT3 rounds segment start times down with `t - t % (1 / sps)`, which turns 0.4 into 0.39; this
-    version gives the step `floor(t * sps)` that the encoder's frame index used.
+    MT3 rounds segment start times down with `t - t % (1 / sps)` (on float32 frame times); for
+    frame start times both give the step `floor(t * sps)` that the encoder's frame index used,
+    this version without depending on float32 rounding.
     """
     return math.floor(time * steps_per_second + 1e-6) / steps_per_second

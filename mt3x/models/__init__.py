@@ -1,8 +1,8 @@
 """mt3x.models: MT3's T5.1.1 encoder-decoder (Flax linen) and the MT3 Model object.
 
 ```
-T5Config, get_config(name, **overrides), CONFIGS        # 'mt3', 'ismir2021', 'base', 'small_cpu', 'tiny'
-Transformer(config)                                     # the network; MT3's parameter tree
+T5Config, get_config(name, **overrides), CONFIGS  # mt3, ismir2021, base, small_cpu, tiny
+Transformer(config)                                # the network; MT3's parameter tree
 Mt3Model(config, inputs='audio', z_loss=1e-4, label_smoothing=0., loss_normalization='sum',
          max_decode_length=1024, decoder='cached', logical_axis_rules=None)
     .init(rng, batch) -> boxed params

@@ -70,7 +70,8 @@ class T5Config:
                     f"T5Config.{field}: expected a positive integer, got {getattr(self, field)!r}")
         if self.emb_dim % 2:
             raise ModelConfigError(
-                f"T5Config.emb_dim: expected an even width (sin and cos halves), got {self.emb_dim}")
+                f"T5Config.emb_dim: expected an even width (sin and cos halves), "
+                f"got {self.emb_dim}")
         if not 0.0 <= self.dropout_rate < 1.0:
             raise ModelConfigError(
                 f"T5Config.dropout_rate: expected 0 <= rate < 1, got {self.dropout_rate}")

@@ -156,6 +156,10 @@ class Checkpointer:
                 keep_checkpoints_without_metrics=False))
         manager_options = ocp.CheckpointManagerOptions(
             preservation_policy=ocp_policy.AnyPreservationPolicy(policies),
+            # With best_fn set, Orbax also writes each step's metrics to disk, so the best-k
+            # ranking survives a restart (the preservation policy decides what is kept).
+            best_fn=(lambda metrics: metrics[options.best_metric]) if options.keep_best else None,
+            best_mode=options.best_mode,
             enable_async_checkpointing=options.async_save, create=not read_only,
             read_only=read_only)
         self._manager = ocp.CheckpointManager(

@@ -7,8 +7,9 @@ shrinks by exactly 4 per layer (2048 -> 512 -> 128 -> 32 -> 8 with the default f
 n_fft = 4096), the time axis is kept. Channels 48 -> 96 -> 192 -> 384 by default. A 1x1
 convolution with a GLU follows each strided convolution (as in Demucs). The decoder mirrors it:
 concatenate the skip, 1x1 convolution + GLU, then a transposed convolution (kernel (3, 8),
-stride (1, 4)) back up. A final 1x1 convolution gives one map per instrument (plus one for the
-residual with a softmax), turned into masks by a sigmoid or a softmax across instruments.
+stride (1, 4)) back up; the last one outputs one map per instrument directly (plus one for the
+residual with a softmax), as Demucs's last decoder layer does, turned into masks by a sigmoid or
+a softmax across instruments.
 
 Input compression: log1p(|X|), a fixed (not data-dependent) transform, so the network is local in
 time and chunked separation matches one-piece separation away from chunk edges.
@@ -76,9 +77,10 @@ class SpectrogramUNet(nn.Module):
                         bias_init=_bias_init(), name=f"enc_{i}_glu")(x)
             x = nn.glu(x, axis=-1)
             skips.append(x)
+        num_maps = self.num_instruments + (1 if self.mask == "softmax" else 0)
         for i in reversed(range(len(self.channels))):
             ch = self.channels[i]
-            out_ch = self.channels[i - 1] if i > 0 else self.channels[0]
+            out_ch = self.channels[i - 1] if i > 0 else num_maps
             x = jnp.concatenate([x, skips[i]], axis=-1) if i < len(self.channels) - 1 else x
             x = nn.Conv(2 * ch, (1, 1), kernel_init=_conv_init((None, None, None, "channels")),
                         bias_init=_bias_init(), name=f"dec_{i}_glu")(x)
@@ -86,10 +88,9 @@ class SpectrogramUNet(nn.Module):
             x = nn.ConvTranspose(out_ch, (tk, 8), strides=(1, 4), padding="SAME",
                                  kernel_init=_conv_init((None, None, None, "channels")),
                                  bias_init=_bias_init(), name=f"dec_{i}")(x)
-            x = nn.relu(x)
-        num_maps = self.num_instruments + (1 if self.mask == "softmax" else 0)
-        logits = nn.Conv(num_maps, (1, 1), kernel_init=_conv_init((None, None, None, "channels")),
-                         bias_init=_bias_init(), name="to_masks")(x)   # [B, T, F, maps]
+            if i > 0:
+                x = nn.relu(x)
+        logits = x                                                   # [B, T, F, maps]
         if self.mask == "sigmoid":
             masks = nn.sigmoid(logits)
         else:

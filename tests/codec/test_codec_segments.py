@@ -33,6 +33,15 @@ def test_frames_follow_mt3_padding():
     np.testing.assert_allclose(audio_frame_times(16000 * 5)[[0, 1, 625]], [0, 0.008, 5.0])
 
 
+def test_float32_frame_times_warn_and_differ():
+    t64 = audio_frame_times(16000 * 5)
+    with pytest.warns(UserWarning, match="float32"):
+        t32 = tokenize_note_sequence(_example(), t64.astype(np.float32), "mt3", is_training=True)
+    t64 = tokenize_note_sequence(_example(), t64, "mt3", is_training=True)
+    # Frame 5 starts at 0.04 s exactly; float32(0.04) < 0.04 lands in step 3 instead of 4.
+    assert t64.event_start_indices[5] != t32.event_start_indices[5]
+
+
 def test_mt3_chunk_targets_hand_worked():
     cfg = get_config("mt3")
     indexed = tokenize_note_sequence(_example(), audio_frame_times(16000 * 5), cfg,
@@ -57,6 +66,22 @@ def test_mt3_chunk_targets_hand_worked():
                    for n in res.note_sequence.notes)
     assert notes == [(2.2, 2.21, 36, 0, True), (2.5, 2.7, 40, 33, False)]
     assert (res.invalid_events, res.dropped_events) == (2, 0)
+
+
+def test_cached_chunk_slices_give_the_same_targets():
+    cfg = get_config("mt3")
+    indexed = tokenize_note_sequence(_example(), audio_frame_times(16000 * 5), cfg,
+                                     is_training=True)
+    piece = indexed.slice_frames(200, 600)  # MT3 splits files into cached pieces of frames
+    assert piece.num_frames == 400 and piece.events is indexed.events
+    np.testing.assert_array_equal(chunk_targets(piece, 56, 312, cfg),
+                                  chunk_targets(indexed, 256, 512, cfg))
+    restored = type(indexed).from_features(indexed.to_features())
+    assert set(indexed.to_features()) == {"targets", "input_event_start_indices",
+                                          "input_event_end_indices", "state_events",
+                                          "input_state_event_indices"}
+    np.testing.assert_array_equal(chunk_targets(restored, 256, 512, cfg),
+                                  chunk_targets(indexed, 256, 512, cfg))
 
 
 def test_ismir2021_chunk_targets_flat_no_ties():

@@ -120,3 +120,14 @@ def test_program_granularity():
     assert [program_map_fn(g)(42) for g in ("flat", "midi_class", "full")] == [0, 40, 42]
     with pytest.raises(CodecError, match="granularity"):
         map_program_tokens(tokens, c, "coarse")
+
+
+def test_codec_imports_neither_jax_nor_tensorflow():
+    import subprocess
+    import sys
+    code = ("import sys, mt3x.codec; "
+            "bad = [m for m in ('jax', 'tensorflow', 'flax') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

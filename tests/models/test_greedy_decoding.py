@@ -72,3 +72,26 @@ def test_teacher_forced_logits_reproduce_greedy_tokens(setup):
     argmax = np.asarray(logits).argmax(-1)
     for row in range(3):
         np.testing.assert_array_equal(argmax[row, :lengths[row]], tokens[row, :lengths[row]])
+
+
+@pytest.mark.slow
+def test_sharded_predict_matches_one_device(setup):
+    from jax.sharding import AxisType, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    model, params, batch, _, results = setup
+    rules = (("batch", "data"), ("vocab", "model"), ("mlp", "model"), ("joined_kv", "model"),
+             ("heads", "model"), ("embed", None), ("kv", None), ("length", None))
+    sharded_model = Mt3Model(model.config, inputs="spectrogram", max_decode_length=MAX_LEN,
+                             logical_axis_rules=rules)
+    mesh = jax.make_mesh((2, 2), ("data", "model"), axis_types=(AxisType.Auto,) * 2,
+                         devices=jax.devices()[:4])
+    boxed = jax.eval_shape(sharded_model.init, jax.random.key(0), batch)
+    shardings = nn.unbox(nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules))
+    even = {"encoder_input_tokens": np.concatenate([batch["encoder_input_tokens"]] * 2)[:4]}
+    with jax.set_mesh(mesh):
+        tokens = jax.jit(sharded_model.predict)(
+            jax.device_put(params, shardings),
+            jax.device_put(even, NamedSharding(mesh, P("data"))))
+    assert tokens.sharding.spec == P("data")
+    np.testing.assert_array_equal(np.asarray(tokens)[:3], np.asarray(results["cached"][0]))

@@ -35,7 +35,8 @@ def _expected_mt3_tree(vocab: int) -> dict[str, tuple[tuple[int, ...], tuple[str
             "decoder/decoder_norm/scale": ((emb,), ("embed",)),
             "decoder/token_embedder/embedding": ((vocab, emb), ("vocab", "embed")),
             "decoder/logits_dense/kernel": ((emb, vocab), ("embed", "vocab"))}
-    attn = {f"{n}/kernel": ((emb, joined), ("embed", "joined_kv")) for n in ("query", "key", "value")}
+    attn = {f"{n}/kernel": ((emb, joined), ("embed", "joined_kv"))
+            for n in ("query", "key", "value")}
     attn["out/kernel"] = ((joined, emb), ("joined_kv", "embed"))
     mlp_tree = {"mlp/wi_0/kernel": ((emb, mlp), ("embed", "mlp")),
                 "mlp/wi_1/kernel": ((emb, mlp), ("embed", "mlp")),

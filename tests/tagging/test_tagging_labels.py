@@ -101,7 +101,9 @@ def test_track_examples_label_matrices():
     assert agreement["midi_only"] == pytest.approx(5 / 15)
 
 
-# Measured on the demo data (seed 0): see the report; the assertion keeps a margin below it.
+# Measured on the demo fixture (seed 0): 0.9026 over 1098 snippet x instrument cells; every
+# disagreement is 'energy on, MIDI off' (the 1 s release tail after the last note). Asserted with
+# a margin below the measurement.
 DEMO_AGREEMENT_FLOOR = 0.80
 
 

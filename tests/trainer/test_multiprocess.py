@@ -66,7 +66,8 @@ def test_two_processes_train_checkpoint_and_resume(tmp_path):
                       train_data=_global_batches, num_steps=6,
                       optimizer=adamw(1e-2, weight_decay=0.0),
                       partitioner=Partitioner(num_partitions=2),
-                      checkpoint=CheckpointOptions(save_every_steps=100), show_progress=False)
+                      checkpoint=CheckpointOptions(save_every_steps=100), show_progress=False,
+                      tensorboard=False)
     multi = {**outputs[0]["losses"], **outputs[0]["resumed_losses"]}
     np.testing.assert_allclose([multi[str(s)] for s in range(1, 7)],
                                [reference.losses[s] for s in range(1, 7)], rtol=1e-5)

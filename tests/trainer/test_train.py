@@ -115,16 +115,20 @@ def test_kill_and_resume_continues_with_the_same_losses(tmp_path, uninterrupted)
     assert again.losses == {} and again.step == 12
 
 
-@pytest.mark.parametrize("mode, kept", [("max", [4, 8, 10]), ("min", [2, 10])])
-def test_best_k_keeps_the_best_steps_and_the_latest(tmp_path, mode, kept):
+@pytest.mark.parametrize("mode, kept, restart_at", [("max", [4, 8, 10], 6),
+                                                     ("min", [2, 10], None)])
+def test_best_k_keeps_the_best_steps_and_the_latest(tmp_path, mode, kept, restart_at):
     scores = {2: 0.1, 4: 0.9, 6: 0.5, 8: 0.7, 10: 0.2}
-    result = train(model=toy.ToyRegressor(), train_data=toy.batches, workdir=tmp_path,
-                   num_steps=10, partitioner=Partitioner(devices=jax.devices()[:1]),
-                   evaluators=[lambda params, step: {"score": scores[step]}], eval_every_steps=2,
-                   checkpoint=CheckpointOptions(save_every_steps=100, keep_best=2,
-                                                best_metric="eval/score", best_mode=mode),
-                   **QUIET)
-    assert result.eval_history[6] == {"eval/score": 0.5}
+    kwargs = dict(model=toy.ToyRegressor(), train_data=toy.batches, workdir=tmp_path,
+                  partitioner=Partitioner(devices=jax.devices()[:1]),
+                  evaluators=[lambda params, step: {"score": scores[step]}], eval_every_steps=2,
+                  checkpoint=CheckpointOptions(save_every_steps=100, keep_best=2,
+                                               best_metric="eval/score", best_mode=mode),
+                  **QUIET)
+    if restart_at:  # the ranking of earlier steps must survive a restart
+        train(num_steps=restart_at, **kwargs)
+    result = train(num_steps=10, **kwargs)
+    assert result.eval_history[8] == {"eval/score": 0.7}
     assert Checkpointer(tmp_path / "checkpoints", read_only=True).all_steps() == kept
 
 
