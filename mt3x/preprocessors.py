@@ -110,13 +110,15 @@ def audio_to_frames(samples: np.ndarray, hop_width: int = HOP_WIDTH) -> tuple[np
     Args:
       samples: f32[n] audio at 16 kHz.
     Returns:
-      frames f32[F, hop_width], times f32[F] (frame start times in seconds).
+      frames f32[F, hop_width], times f64[F] (frame start times in seconds). The times stay
+      float64 for event indexing, as in MT3: in float32 a frame starting exactly on a 10 ms
+      step would fall into the previous step.
     """
     samples = np.asarray(samples, np.float32).reshape(-1)
     pad = hop_width - len(samples) % hop_width
     samples = np.pad(samples, (0, pad))
     frames = samples.reshape(-1, hop_width)
-    times = (np.arange(len(frames)) / (SAMPLE_RATE / hop_width)).astype(np.float32)
+    times = np.arange(len(frames)) / (SAMPLE_RATE / hop_width)
     return frames, times
 
 
@@ -138,7 +140,7 @@ def tokenize_transcription_example(
     `audio` is dropped.
 
     Args:
-      tokenize_fn: (serialized NoteSequence, frame_times f32[F], is_training_data) -> mapping
+      tokenize_fn: (serialized NoteSequence, frame_times f64[F], is_training_data) -> mapping
         with targets, input_event_start_indices, input_event_end_indices, state_events,
         input_state_event_indices (int arrays) and sequence (bytes). Raises on bad input.
       is_training_data: trim overlapping notes (training) or keep the reference as is (eval).
@@ -156,7 +158,7 @@ def tokenize_transcription_example(
             return (np.zeros([0, HOP_WIDTH], np.float32), np.zeros([0], np.float32), empty,
                     empty, empty, empty, empty, b"", False)
         as_i32 = lambda k: np.asarray(out[k], np.int32).reshape(-1)  # noqa: E731
-        return (frames, times, as_i32("targets"), as_i32("input_event_start_indices"),
+        return (frames, times.astype(np.float32), as_i32("targets"), as_i32("input_event_start_indices"),
                 as_i32("input_event_end_indices"), as_i32("state_events"),
                 as_i32("input_state_event_indices"), bytes(out["sequence"]), True)
 

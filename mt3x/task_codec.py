@@ -63,7 +63,7 @@ class PipelineCodec:
 
         Args:
           sequence: serialized note_seq.NoteSequence.
-          frame_times: f32[F] start time (s) of every 128-sample frame.
+          frame_times: f64[F] start time (s) of every 128-sample frame (float64, as MT3).
           is_training: trim overlapping notes (MT3 does so for training data only).
         Returns:
           dict: targets i32[E], input_event_start_indices i32[F], input_event_end_indices i32[F],
@@ -73,6 +73,7 @@ class PipelineCodec:
         ns = note_seq.NoteSequence.FromString(sequence)
         ns = note_events.prepare_note_sequence(ns, is_training=is_training)
         # Sustain and trimming are done: encode the prepared sequence as it is.
+        frame_times = np.asarray(frame_times, np.float64)
         indexed = codec_segments.tokenize_note_sequence(ns, frame_times, self.config,
                                                         is_training=False, sustain=False)
         events, starts, ends = (indexed.events, indexed.event_start_indices,

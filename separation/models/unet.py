@@ -2,7 +2,8 @@
 
 Layout: inputs are float32[batch, frames, bins] with bins = n_fft // 2 (the Nyquist bin is dropped
 on the way in and gets the mask of the bin below it on the way out). Each encoder layer is a
-convolution with kernel (3 frames, 8 bins), stride (1, 4) and padding (1, 2): the frequency axis
+convolution with kernel (3 frames, 8 bins), stride (1, 4) and padding (1, 2) (`FreqDown`, written
+as patches x matrix because XLA:CPU differentiates strided convolutions slowly): the frequency axis
 shrinks by exactly 4 per layer (2048 -> 512 -> 128 -> 32 -> 8 with the default four layers and
 n_fft = 4096), the time axis is kept. Channels 48 -> 96 -> 192 -> 384 by default. A 1x1
 convolution with a GLU follows each strided convolution (as in Demucs). The decoder mirrors it:
@@ -35,6 +36,55 @@ def _bias_init():
     return nn.with_logical_partitioning(nn.initializers.zeros_init(), ("channels",))
 
 
+def _time_context(x: jnp.ndarray, kernel: int) -> jnp.ndarray:
+    """[B, T, F, C] -> [B, T, F, kernel * C]: frames t - k//2 .. t + k//2 side by side (zeros
+    beyond the ends)."""
+    half = kernel // 2
+    padded = jnp.pad(x, ((0, 0), (half, half), (0, 0), (0, 0)))
+    frames = x.shape[1]
+    return jnp.concatenate([padded[:, i:i + frames] for i in range(kernel)], axis=-1)
+
+
+class FreqDown(nn.Module):
+    """Convolution with kernel (time_kernel, 8), stride (1, 4), padding (time_kernel // 2, 2),
+    written as patches x matrix: [B, T, F, C] -> [B, T, F / 4, features].
+
+    Same function as `nn.Conv(features, (k, 8), strides=(1, 4), ...)`; the patch form keeps the
+    backward pass to matmuls, which XLA's CPU backend runs ~10x faster than the gradient of a
+    strided convolution."""
+    features: int
+    time_kernel: int = 3
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        b, t, f, _ = x.shape
+        x = _time_context(x, self.time_kernel)
+        x = jnp.pad(x, ((0, 0), (0, 0), (2, 2), (0, 0)))
+        blocks = x.reshape(b, t, f // 4 + 1, -1)                     # 4 bins per block
+        patches = jnp.concatenate([blocks[:, :, :-1], blocks[:, :, 1:]], axis=-1)
+        return nn.Dense(self.features, kernel_init=_conv_init((None, "channels")),
+                        bias_init=_bias_init(), name="proj")(patches)
+
+
+class FreqUp(nn.Module):
+    """Transposed convolution with kernel (time_kernel, 8), stride (1, 4) (the adjoint layout of
+    `FreqDown`): [B, T, G, C] -> [B, T, 4 G, features], as matrix x overlap-add."""
+    features: int
+    time_kernel: int = 3
+
+    @nn.compact
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        b, t, g, _ = x.shape
+        x = _time_context(x, self.time_kernel)
+        y = nn.Dense(8 * self.features, kernel_init=_conv_init((None, "channels")),
+                     use_bias=False, name="proj")(x).reshape(b, t, g, 2, 4, self.features)
+        first = jnp.pad(y[:, :, :, 0], ((0, 0), (0, 0), (0, 1), (0, 0), (0, 0)))
+        second = jnp.pad(y[:, :, :, 1], ((0, 0), (0, 0), (1, 0), (0, 0), (0, 0)))
+        out = (first + second).reshape(b, t, 4 * g + 4, self.features)[:, :, 2:-2]
+        bias = self.param("bias", _bias_init(), (self.features,))
+        return out + bias
+
+
 def check_unet_bins(num_input_bins: int, num_layers: int) -> None:
     """Raises Mt3xError unless the bins divide by 4 ** num_layers."""
     if num_layers < 1 or num_input_bins % (4 ** num_layers):
@@ -65,13 +115,11 @@ class SpectrogramUNet(nn.Module):
             raise Mt3xError(f"U-Net mask {self.mask!r}: expected 'sigmoid' or 'softmax'")
         num_bins = magnitude.shape[-1] - 1
         check_unet_bins(num_bins, len(self.channels))
-        tk, tp = self.time_kernel, self.time_kernel // 2
+        tk = self.time_kernel
         x = jnp.log1p(magnitude[..., :num_bins])[..., None]       # [B, T, F, 1]
         skips = []
         for i, ch in enumerate(self.channels):
-            x = nn.Conv(ch, (tk, 8), strides=(1, 4), padding=((tp, tp), (2, 2)),
-                        kernel_init=_conv_init((None, None, None, "channels")),
-                        bias_init=_bias_init(), name=f"enc_{i}")(x)
+            x = FreqDown(ch, tk, name=f"enc_{i}")(x)
             x = nn.relu(x)
             x = nn.Conv(2 * ch, (1, 1), kernel_init=_conv_init((None, None, None, "channels")),
                         bias_init=_bias_init(), name=f"enc_{i}_glu")(x)
@@ -85,9 +133,7 @@ class SpectrogramUNet(nn.Module):
             x = nn.Conv(2 * ch, (1, 1), kernel_init=_conv_init((None, None, None, "channels")),
                         bias_init=_bias_init(), name=f"dec_{i}_glu")(x)
             x = nn.glu(x, axis=-1)
-            x = nn.ConvTranspose(out_ch, (tk, 8), strides=(1, 4), padding="SAME",
-                                 kernel_init=_conv_init((None, None, None, "channels")),
-                                 bias_init=_bias_init(), name=f"dec_{i}")(x)
+            x = FreqUp(out_ch, tk, name=f"dec_{i}")(x)
             if i > 0:
                 x = nn.relu(x)
         logits = x                                                   # [B, T, F, maps]

@@ -105,3 +105,27 @@ def test_loss_on_8_devices_matches_1_device(kind):
         np.testing.assert_allclose(float(sharded[1][name]), float(single[1][name]), rtol=1e-4,
                                    atol=1e-5, err_msg=name)
     assert 0.0 < float(single[1]["si_sdr_defined"]) < 1.0     # the silent example is excluded
+
+
+def test_freq_down_equals_a_strided_convolution():
+    from separation.models.unet import FreqDown, FreqUp
+    x = jax.random.normal(jax.random.key(0), (2, 5, 32, 3))
+    down = FreqDown(4, 3)
+    p = nn.meta.unbox(down.init(jax.random.key(1), x))
+    kernel = p["params"]["proj"]["kernel"].reshape(2, 3, 4, 3, 4)   # [half, t, bin, cin, cout]
+    conv_kernel = kernel.transpose(1, 0, 2, 3, 4).reshape(3, 8, 3, 4)  # [t, 8 bins, cin, cout]
+    ref = jax.lax.conv_general_dilated(x, conv_kernel, (1, 4), ((1, 1), (2, 2)),
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    ref = ref + p["params"]["proj"]["bias"]
+    np.testing.assert_allclose(down.apply(p, x), ref, atol=1e-5)
+    # FreqUp is the adjoint layout: <down_lin(x), y> == <x, up_lin(y)> with shared weights
+    up = FreqUp(3, 3)
+    y = jax.random.normal(jax.random.key(2), (2, 5, 8, 4))
+    pu = nn.meta.unbox(up.init(jax.random.key(3), y))
+    assert up.apply(pu, y).shape == (2, 5, 32, 3)
+    w = kernel                                                       # [2, t, 4, cin=3, cout=4]
+    up_kernel = jnp.flip(w, axis=1).transpose(1, 4, 0, 2, 3).reshape(3 * 4, 8 * 3)
+    pu = {"params": {"proj": {"kernel": up_kernel}, "bias": jnp.zeros(3)}}
+    lin_down = down.apply({"params": {"proj": {"kernel": p["params"]["proj"]["kernel"],
+                                               "bias": jnp.zeros(4)}}}, x)
+    np.testing.assert_allclose(jnp.vdot(lin_down, y), jnp.vdot(x, up.apply(pu, y)), rtol=1e-4)
