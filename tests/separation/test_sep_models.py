@@ -112,8 +112,8 @@ def test_freq_down_equals_a_strided_convolution():
     x = jax.random.normal(jax.random.key(0), (2, 5, 32, 3))
     down = FreqDown(4, 3)
     p = nn.meta.unbox(down.init(jax.random.key(1), x))
-    kernel = p["params"]["proj"]["kernel"].reshape(2, 3, 4, 3, 4)   # [half, t, bin, cin, cout]
-    conv_kernel = kernel.transpose(1, 0, 2, 3, 4).reshape(3, 8, 3, 4)  # [t, 8 bins, cin, cout]
+    kernel = p["params"]["proj"]["kernel"].reshape(2, 4, 3, 3, 4)   # [half, bin, t, cin, cout]
+    conv_kernel = kernel.transpose(2, 0, 1, 3, 4).reshape(3, 8, 3, 4)  # [t, 8 bins, cin, cout]
     ref = jax.lax.conv_general_dilated(x, conv_kernel, (1, 4), ((1, 1), (2, 2)),
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
     ref = ref + p["params"]["proj"]["bias"]
@@ -123,8 +123,8 @@ def test_freq_down_equals_a_strided_convolution():
     y = jax.random.normal(jax.random.key(2), (2, 5, 8, 4))
     pu = nn.meta.unbox(up.init(jax.random.key(3), y))
     assert up.apply(pu, y).shape == (2, 5, 32, 3)
-    w = kernel                                                       # [2, t, 4, cin=3, cout=4]
-    up_kernel = jnp.flip(w, axis=1).transpose(1, 4, 0, 2, 3).reshape(3 * 4, 8 * 3)
+    # up input (time shift s, c_in = down's c_out) -> (half, bin, c_out = down's c_in)
+    up_kernel = jnp.flip(kernel, axis=2).transpose(2, 4, 0, 1, 3).reshape(3 * 4, 8 * 3)
     pu = {"params": {"proj": {"kernel": up_kernel}, "bias": jnp.zeros(3)}}
     lin_down = down.apply({"params": {"proj": {"kernel": p["params"]["proj"]["kernel"],
                                                "bias": jnp.zeros(4)}}}, x)
