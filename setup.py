@@ -59,6 +59,10 @@ setup(
             "mt3x-data=mt3x.cli.data:main",
             "mt3x-eval-midi=mt3x.cli.eval_midi:main",
             "mt3x-transcribe=mt3x.cli.transcribe:main",
+            "mt3x-tag=mt3x.cli.tag:main",
+            "mt3x-import-t5x=mt3x.cli.import_t5x:main",
+            "mt3x-export-t5x=mt3x.cli.export_t5x:main",
+            "mt3x-separate=mt3x.cli.separate:main",
         ],
     },
 )

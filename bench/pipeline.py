@@ -141,9 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     cached = costs["chunk"] + costs["rle"]
     print("\nper-example host cost, one thread (ms):")
     for k in ("load", "tokenize", "chunk", "rle"):
-        print(f"  {k:9s} {1e3 * costs[k]:8.3f}   {100 * costs[k] / total:5.1f}% of all, "
-              f"{100 * costs[k] / no_load if k != 'load' else float('nan'):5.1f}% of "
-              "tokenize+chunk+rle")
+        share = "" if k == "load" else f", {100 * costs[k] / no_load:5.1f}% of tokenize+chunk+rle"
+        print(f"  {k:9s} {1e3 * costs[k]:8.3f}   {100 * costs[k] / total:5.1f}% of all{share}")
     print(f"  => tokenize + chunk + rle: {1 / no_load:9.1f} examples/s per core "
           f"({2 / no_load:.1f} on 2 cores)")
     print(f"  => incl. audio load:       {1 / total:9.1f} examples/s per core "

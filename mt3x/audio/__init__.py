@@ -10,8 +10,7 @@ Kernels (jit-, vmap- and grad-able, batch-first, float32):
 I/O (numpy, in mt3x.audio.io): read_audio, write_audio, resample, AudioError.
 """
 
-import importlib.util as _importlib_util
-
+from mt3x.audio.io import AudioError, read_audio, resample, write_audio
 from mt3x.audio.framing import SpectralError, frame, num_frames, overlap_add
 from mt3x.audio.mel import (
     apply_mel,
@@ -48,9 +47,4 @@ __all__ = [
     "stft",
     "window_sum_square",
 ]
-
-# The I/O half is written separately; export it when present (errors inside it still surface).
-if _importlib_util.find_spec("mt3x.audio.io") is not None:
-    from mt3x.audio.io import AudioError, read_audio, resample, write_audio  # noqa: F401
-
-    __all__ += ["AudioError", "read_audio", "resample", "write_audio"]
+__all__ += ["AudioError", "read_audio", "resample", "write_audio"]

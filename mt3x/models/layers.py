@@ -119,7 +119,8 @@ def causal_mask(length: int) -> Array:
 
 def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | None = None, *,
                           dtype: Any = jnp.float32, float32_logits: bool = False,
-                          dropout_rate: float = 0.0, dropout_rng: Array | None = None) -> Array:
+                          dropout_rate: float = 0.0, dropout_rng: Array | None = None,
+                          kv_heads_first: bool = False) -> Array:
     """Unscaled dot-product attention (T5: 1/sqrt(d) lives in the query kernel).
 
     Args:
@@ -130,6 +131,8 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
       float32_logits: compute q.k and the softmax in float32.
       dropout_rate, dropout_rng: attention-weight dropout (mask shared over query positions);
         applied only when both are given and rate > 0.
+      kv_heads_first: key and value are laid out [batch, heads, kv_len, head_dim] (the decoding
+        caches' layout, which spares a transpose of the whole cache at every step).
 
     Returns:
       [batch, q_len, heads, head_dim].
@@ -137,7 +140,8 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
     if float32_logits:
         query = query.astype(jnp.float32)
         key = key.astype(jnp.float32)
-    weights = jnp.einsum("bqhd,bkhd->bhqk", query, key)
+    kv_spec = "bhkd" if kv_heads_first else "bkhd"
+    weights = jnp.einsum(f"bqhd,{kv_spec}->bhqk", query, key)
     if bias is not None:
         weights = weights + bias.astype(weights.dtype)
     weights = jax.nn.softmax(weights).astype(dtype)
@@ -147,7 +151,7 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
         shape[-2] = 1  # one mask for all query positions
         keep = jax.random.bernoulli(dropout_rng, keep_prob, shape)
         weights = weights * (keep.astype(dtype) / jnp.asarray(keep_prob, dtype))
-    return jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+    return jnp.einsum(f"bhqk,{kv_spec}->bqhd", weights, value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,14 +291,19 @@ class MultiHeadAttention(nn.Module):
         return key, value
 
     def attend(self, query: Array, key: Array, value: Array, bias: Array | None, *,
-               deterministic: bool) -> Array:
-        """Projected heads -> `dtype`[batch, q_len, embed] (attention then `out`)."""
+               deterministic: bool, kv_heads_first: bool = False) -> Array:
+        """Projected heads -> `dtype`[batch, q_len, embed] (attention then `out`).
+
+        `key`/`value` are [batch, kv_len, heads, head_dim], or [batch, heads, kv_len, head_dim]
+        with `kv_heads_first` (decoding caches).
+        """
         dropout_rng = None
         if not deterministic and self.dropout_rate > 0.0:
             dropout_rng = self.make_rng("dropout")
         x = dot_product_attention(query, key, value, bias, dtype=self.dtype,
                                   float32_logits=self.float32_logits,
-                                  dropout_rate=self.dropout_rate, dropout_rng=dropout_rng)
+                                  dropout_rate=self.dropout_rate, dropout_rng=dropout_rng,
+                                  kv_heads_first=kv_heads_first)
         return self.out(x)
 
     def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Array | None = None, *,

@@ -36,8 +36,8 @@ from mt3x.models.layers import (BATCH_LENGTH_EMBED, BATCH_LENGTH_VOCAB, INPUT_PR
                                 sinusoid_position_table)
 
 Array = jax.Array
-#: Self-attention cache of one decoder layer: (keys, values), each
-#: `dtype`[batch, max_decode_length, heads, head_dim].
+#: Decoding cache of one decoder layer: (keys, values), each `dtype`[batch, heads, length,
+#: head_dim] (heads first, so attention needs no per-step transpose of the cache).
 LayerCache = tuple[Array, Array]
 
 
@@ -101,11 +101,12 @@ class DecoderLayer(nn.Module):
         self.residual_dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
 
     def _cross_and_mlp(self, x: Array, cross_key: Array, cross_value: Array,
-                       cross_bias: Array | None, deterministic: bool) -> Array:
+                       cross_bias: Array | None, deterministic: bool,
+                       kv_heads_first: bool = False) -> Array:
         y = self.pre_cross_attention_layer_norm(x)
         y = self.encoder_decoder_attention.attend(
             self.encoder_decoder_attention.project_query(y), cross_key, cross_value, cross_bias,
-            deterministic=deterministic)
+            deterministic=deterministic, kv_heads_first=kv_heads_first)
         y = self.residual_dropout(y, deterministic=deterministic) + x
         z = self.pre_mlp_layer_norm(y)
         z = self.mlp(z, deterministic=deterministic)
@@ -125,8 +126,10 @@ class DecoderLayer(nn.Module):
         return self._cross_and_mlp(x, cross_key, cross_value, cross_bias, deterministic)
 
     def cross_key_value(self, encoded: Array) -> LayerCache:
-        """`dtype`[batch, frames, emb] -> encoder-decoder attention (keys, values)."""
-        return self.encoder_decoder_attention.project_key_value(encoded)
+        """`dtype`[batch, frames, emb] -> encoder-decoder (keys, values), each `dtype`[batch,
+        heads, frames, head_dim]."""
+        key, value = self.encoder_decoder_attention.project_key_value(encoded)
+        return jnp.swapaxes(key, 1, 2), jnp.swapaxes(value, 1, 2)
 
     def decode_step(self, inputs: Array, position: Array, cache: LayerCache,
                     cross_kv: LayerCache) -> tuple[Array, LayerCache]:
@@ -134,9 +137,9 @@ class DecoderLayer(nn.Module):
 
         Args:
           inputs: `dtype`[batch, 1, emb] at decoder position `position` (int32 scalar).
-          cache: this layer's self-attention (keys, values), `dtype`[batch, max_len, heads,
+          cache: this layer's self-attention (keys, values), `dtype`[batch, heads, max_len,
             head_dim]; entries at positions >= `position` are ignored (masked).
-          cross_kv: encoder-decoder (keys, values) from `cross_key_value`.
+          cross_kv: encoder-decoder (keys, values) from `cross_key_value` (heads first).
 
         Returns:
           (`dtype`[batch, 1, emb], cache updated at `position`).
@@ -145,15 +148,17 @@ class DecoderLayer(nn.Module):
         query = self.self_attention.project_query(x)
         key, value = self.self_attention.project_key_value(x)
         cached_key, cached_value = cache
-        start = (0, position, 0, 0)
-        cached_key = jax.lax.dynamic_update_slice(cached_key, key.astype(cached_key.dtype), start)
-        cached_value = jax.lax.dynamic_update_slice(cached_value,
-                                                    value.astype(cached_value.dtype), start)
-        visible = jnp.arange(cached_key.shape[1]) <= position
+        start = (0, 0, position, 0)
+        cached_key = jax.lax.dynamic_update_slice(
+            cached_key, jnp.swapaxes(key, 1, 2).astype(cached_key.dtype), start)
+        cached_value = jax.lax.dynamic_update_slice(
+            cached_value, jnp.swapaxes(value, 1, 2).astype(cached_value.dtype), start)
+        visible = jnp.arange(cached_key.shape[2]) <= position
         bias = mask_to_bias(visible[None, None, None, :], self.config.activation_dtype)
-        x = self.self_attention.attend(query, cached_key, cached_value, bias, deterministic=True)
+        x = self.self_attention.attend(query, cached_key, cached_value, bias, deterministic=True,
+                                       kv_heads_first=True)
         x = x + inputs
-        y = self._cross_and_mlp(x, cross_kv[0], cross_kv[1], None, True)
+        y = self._cross_and_mlp(x, cross_kv[0], cross_kv[1], None, True, kv_heads_first=True)
         return y, (cached_key, cached_value)
 
 
@@ -276,7 +281,7 @@ class Transformer(nn.Module):
                            enable_dropout=enable_dropout)
 
     def cross_key_values(self, encoded: Array) -> tuple[LayerCache, ...]:
-        """Per-layer encoder-decoder (keys, values), `dtype`[batch, frames, heads, head_dim]."""
+        """Per-layer encoder-decoder (keys, values), `dtype`[batch, heads, frames, head_dim]."""
         return self.decoder.cross_key_values(encoded)
 
     def decode_step(self, tokens: Array, position: Array, cache: tuple[LayerCache, ...],
@@ -287,9 +292,9 @@ class Transformer(nn.Module):
 
 def init_decoder_cache(config: T5Config, batch_size: int,
                        max_decode_length: int) -> tuple[LayerCache, ...]:
-    """Zeroed self-attention cache: per layer (keys, values), `dtype`[batch, max_len, heads,
+    """Zeroed self-attention cache: per layer (keys, values), `dtype`[batch, heads, max_len,
     head_dim]."""
-    shape = (batch_size, max_decode_length, config.num_heads, config.head_dim)
+    shape = (batch_size, config.num_heads, max_decode_length, config.head_dim)
     return tuple((jnp.zeros(shape, config.activation_dtype),
                   jnp.zeros(shape, config.activation_dtype))
                  for _ in range(config.num_decoder_layers))

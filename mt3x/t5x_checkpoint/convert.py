@@ -1,0 +1,310 @@
+"""Import t5x checkpoints into mt3x checkpoints and export ours to the legacy t5x layout.
+
+```
+open_t5x_checkpoint(src, step=None, backend='auto') -> T5xSource      # legacy or Orbax layout
+load_t5x_params(src, config='auto', ...) -> (params, config_name, T5Config, ImportReport)
+import_t5x_checkpoint(src, dst, config='auto', ...) -> ImportReport   # writes our checkpoint
+read_mt3x_params(checkpoint, step=None) -> (params, step)             # our Orbax checkpoint
+export_t5x_checkpoint(checkpoint, out, inline_small=False, ...) -> dict[str, str]
+```
+An imported checkpoint is a directory `DST/0/...` written by `mt3x.trainer.Checkpointer`: a
+full TrainState at step 0 (params, fresh `adafactor_mt3` state, PRNG key), so
+`train(init_params_from=DST, ...)` fine-tunes from it with any optimizer, and `train(workdir=W)`
+with `W/checkpoints` = DST resumes it with MT3's optimizer. `DST/t5x_import_report.json` records
+what was imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mt3x.fileutil import atomic_path
+from mt3x.models import CONFIGS, T5Config, get_config
+from mt3x.t5x_checkpoint import legacy, orbax_layout
+from mt3x.t5x_checkpoint.errors import T5xCheckpointError
+from mt3x.t5x_checkpoint.mapping import (TARGET_PREFIX, ImportReport, check_shapes,
+                                         expected_param_shapes, infer_config,
+                                         raise_unless_ok, to_param_tree, unflatten_params)
+
+REPORT_FILE = "t5x_import_report.json"
+_STEP_DIR = re.compile(r"^checkpoint_(\d+)$")
+Shape = tuple[int, ...]
+
+
+@dataclasses.dataclass
+class T5xSource:
+    """An opened t5x checkpoint (one step).
+
+    path: the step directory; layout: 'legacy' or 'orbax'; shapes: dotted name -> shape
+    (None when only reading tells); storage: dotted name -> 'inline' | 'zarr' | 'orbax';
+    load: names -> {name: numpy array}.
+    """
+
+    path: Path
+    layout: str
+    shapes: dict[str, Shape | None]
+    storage: dict[str, str]
+    load: Callable[[Iterable[str]], dict[str, np.ndarray]]
+
+    def step(self) -> int | None:
+        """The 'state.step' value, when the checkpoint has one."""
+        if "state.step" not in self.shapes:
+            return None
+        return int(np.asarray(self.load(["state.step"])["state.step"]).reshape(()))
+
+
+def _open_legacy(directory: Path, backend: str) -> T5xSource:
+    ckpt = legacy.read_legacy_checkpoint(directory, backend=backend)
+    return T5xSource(path=directory, layout="legacy",
+                     shapes={n: leaf.shape for n, leaf in ckpt.leaves.items()},
+                     storage={n: leaf.storage for n, leaf in ckpt.leaves.items()},
+                     load=lambda names: {n: ckpt.leaves[n].load() for n in names})
+
+
+def _open_orbax(step_dir: Path, state_dir: Path) -> T5xSource:
+    shapes = {n: s for n, (s, _) in orbax_layout.read_orbax_shapes(state_dir).items()}
+    cache: dict[str, np.ndarray] = {}
+
+    def load(names: Iterable[str]) -> dict[str, np.ndarray]:
+        if not cache:
+            cache.update(orbax_layout.read_orbax_arrays(state_dir))
+        return {n: cache[n] for n in names}
+
+    return T5xSource(path=step_dir, layout="orbax", shapes=dict(shapes),
+                     storage={n: "orbax" for n in shapes}, load=load)
+
+
+def open_t5x_checkpoint(src: str | Path, *, step: int | None = None,
+                        backend: str = "auto") -> T5xSource:
+    """Opens a t5x checkpoint: a legacy step directory (msgpack `checkpoint` + zarr folders) or
+    its `checkpoint` file, an Orbax step directory (`checkpoint_<step>/state/_METADATA`) or its
+    `state` folder, or a t5x model directory of `checkpoint_<step>` folders (`step` or latest).
+
+    Raises:
+      T5xCheckpointError: `src` is none of these (names it and what it holds).
+    """
+    src = Path(src)
+    if not src.exists():
+        raise T5xCheckpointError(f"t5x checkpoint {src} does not exist")
+    if src.is_file():
+        if src.name != legacy.CHECKPOINT_FILE:
+            raise T5xCheckpointError(f"{src} is a file; expected a t5x checkpoint directory or "
+                                     f"its msgpack file named {legacy.CHECKPOINT_FILE!r}")
+        src = src.parent
+    state_dir = orbax_layout.find_state_dir(src)
+    if state_dir is not None:
+        return _open_orbax(src, state_dir)
+    if (src / legacy.CHECKPOINT_FILE).is_file():
+        return _open_legacy(src, backend)
+    steps = {int(m.group(1)): d for d in src.iterdir()
+             if d.is_dir() and (m := _STEP_DIR.match(d.name))}
+    if steps:
+        chosen = max(steps) if step is None else step
+        if chosen not in steps:
+            raise T5xCheckpointError(f"{src} has no checkpoint_{chosen}; it has steps "
+                                     f"{sorted(steps)}")
+        inner = steps[chosen]
+        if orbax_layout.find_state_dir(inner) is None and \
+                not (inner / legacy.CHECKPOINT_FILE).is_file():
+            raise T5xCheckpointError(f"{inner} is neither a legacy t5x checkpoint (no msgpack "
+                                     "'checkpoint') nor an Orbax one (no state/_METADATA)")
+        return open_t5x_checkpoint(inner, backend=backend)
+    listing = sorted(p.name for p in src.iterdir())[:6]
+    raise T5xCheckpointError(
+        f"{src} is not a t5x checkpoint: expected a msgpack file 'checkpoint' (legacy t5x), "
+        f"'state/_METADATA' (t5x Orbax) or checkpoint_<step> folders; it holds {listing}")
+
+
+def _resolve_config(config: str | T5Config, shapes: Mapping[str, Shape]) -> tuple[str, T5Config]:
+    if isinstance(config, T5Config):
+        return "custom", config
+    if config == "auto":
+        embedding = shapes.get("decoder.token_embedder.embedding")
+        for name, candidate in CONFIGS.items():  # cheap pre-check before abstract inits
+            if embedding == (candidate.vocab_size, candidate.emb_dim) and \
+                    expected_param_shapes(candidate) == dict(shapes):
+                return name, candidate
+        return infer_config(shapes)
+    return config, get_config(config)
+
+
+def load_t5x_params(src: str | Path, *, config: str | T5Config = "auto", step: int | None = None,
+                    backend: str = "auto") -> tuple[dict[str, Any], str, T5Config, ImportReport]:
+    """Reads a t5x checkpoint's parameters onto our tree (nested dict of float32 numpy).
+
+    Args:
+      src: see `open_t5x_checkpoint`.
+      config: 'mt3', 'ismir2021', any name of `mt3x.models.CONFIGS`, a T5Config, or 'auto'
+        (the named config whose shapes all match, else one inferred from the shapes).
+      step: which checkpoint_<step> of a model directory (default the latest).
+      backend: zarr reader, 'auto' | 'tensorstore' | 'numpy'.
+
+    Returns:
+      (params, config name, config, report). Optimizer state is reported as skipped.
+
+    Raises:
+      T5xCheckpointError: unreadable checkpoint, or arrays missing, extra or mis-shaped for the
+        config (the message lists each by its dotted t5x name with expected and found shapes).
+    """
+    source = open_t5x_checkpoint(src, step=step, backend=backend)
+    unknown = [n for n, s in source.shapes.items() if s is None and n.startswith(TARGET_PREFIX)]
+    for name, array in source.load(unknown).items():
+        source.shapes[name] = tuple(array.shape)
+    found = {n[len(TARGET_PREFIX):]: tuple(s) for n, s in source.shapes.items()
+             if n.startswith(TARGET_PREFIX) and s is not None}
+    if not found:
+        raise T5xCheckpointError(f"t5x checkpoint {source.path} holds no parameters "
+                                 f"('{TARGET_PREFIX}*' arrays); it has {sorted(source.shapes)[:5]}")
+    name, cfg = _resolve_config(config, found)
+    expected = expected_param_shapes(cfg)
+    report = ImportReport(source=str(source.path), layout=source.layout, config_name=name)
+    report.skipped = {n: (tuple(s) if s is not None else None)  # type: ignore[misc]
+                      for n, s in source.shapes.items() if not n.startswith(TARGET_PREFIX)}
+    check_shapes(found, expected, report)
+    raise_unless_ok(report)
+    report.step = source.step()
+    report.storage = {}
+    for n in expected:
+        kind = source.storage[TARGET_PREFIX + n]
+        report.storage[kind] = report.storage.get(kind, 0) + 1
+    arrays = source.load([TARGET_PREFIX + n for n in expected])
+    params = to_param_tree({n[len(TARGET_PREFIX):]: a for n, a in arrays.items()}, expected,
+                           report)
+    return params, name, cfg, report
+
+
+def _fresh_train_state(params: Mapping[str, Any], seed: int) -> Any:
+    """A step-0 TrainState around `params` with MT3's Adafactor state (fine-tuning start)."""
+    from mt3x.trainer import TrainState, adafactor_mt3
+
+    device_params = jax.tree.map(jnp.asarray, params)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=device_params,
+                      opt_state=adafactor_mt3().init(device_params),
+                      rng=jnp.asarray(jax.random.key_data(jax.random.key(seed)), jnp.uint32),
+                      nonfinite_steps=jnp.zeros((), jnp.int32))
+
+
+def write_mt3x_params_checkpoint(dst: str | Path, params: Mapping[str, Any], *,
+                                 meta: Mapping[str, Any], report: Mapping[str, Any] | None = None,
+                                 overwrite: bool = False, seed: int = 0) -> Path:
+    """Writes `params` atomically as an mt3x checkpoint directory `dst` (step 0).
+
+    Raises:
+      T5xCheckpointError: `dst` exists and is not empty and `overwrite` is False.
+    """
+    from mt3x.trainer import Checkpointer, CheckpointOptions
+
+    dst = Path(dst)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
+        raise T5xCheckpointError(f"destination {dst} exists and is not empty; choose another "
+                                 "path or pass --overwrite")
+    with atomic_path(dst, is_dir=True) as tmp:
+        checkpointer = Checkpointer(tmp, CheckpointOptions(async_save=False))
+        try:
+            checkpointer.save(_fresh_train_state(params, seed), data_state={}, meta=dict(meta))
+            checkpointer.wait()
+        finally:
+            checkpointer.close()
+        if report is not None:
+            (tmp / REPORT_FILE).write_text(json.dumps(report, indent=1, sort_keys=True))
+    return dst
+
+
+def import_t5x_checkpoint(src: str | Path, dst: str | Path, *, config: str | T5Config = "auto",
+                          step: int | None = None, backend: str = "auto",
+                          overwrite: bool = False, seed: int = 0) -> ImportReport:
+    """Imports a t5x checkpoint (legacy or Orbax) into a new mt3x checkpoint directory `dst`.
+
+    Args: as `load_t5x_params`, plus `dst` (written atomically), `overwrite` (replace a
+      non-empty `dst`) and `seed` (the TrainState's PRNG key).
+
+    Returns:
+      the ImportReport (also in `dst/t5x_import_report.json` and the checkpoint's meta).
+    """
+    params, name, cfg, report = load_t5x_params(src, config=config, step=step, backend=backend)
+    meta = {"gin_config": "", "t5x_import": {"source": str(src), "config_name": name,
+                                             "config": dataclasses.asdict(cfg),
+                                             "t5x_step": report.step}}
+    write_mt3x_params_checkpoint(dst, params, meta=meta, report=report.to_json(),
+                                 overwrite=overwrite, seed=seed)
+    return report
+
+
+# ---- export ------------------------------------------------------------------------------
+def _checkpoint_root(checkpoint: str | Path) -> Path:
+    root = Path(checkpoint)
+    return root / "checkpoints" if (root / "checkpoints").is_dir() else root
+
+
+def read_mt3x_params(checkpoint: str | Path, *, step: int | None = None
+                     ) -> tuple[dict[str, Any], int]:
+    """(params as nested float numpy, step) of an mt3x checkpoint dir or run workdir.
+
+    Shapes come from the Orbax metadata, so no model config is needed; arrays are restored with
+    `mt3x.trainer.restore_params` onto one device.
+    """
+    from mt3x.trainer import restore_params
+    from mt3x.trainer.checkpoints import finalized_steps
+
+    root = _checkpoint_root(checkpoint)
+    steps, partial = finalized_steps(root)
+    if not steps:
+        detail = f"only partial step folders {partial}" if partial else "no committed step"
+        raise T5xCheckpointError(f"{checkpoint} is not an mt3x checkpoint: it holds {detail} "
+                                 "(expected <step>/state/ and <step>/commit_success.txt)")
+    step = steps[-1] if step is None else step
+    if step not in steps:
+        raise T5xCheckpointError(f"{root} has no committed step {step}; it has {steps}")
+    shapes = orbax_layout.read_orbax_shapes(root / str(step) / orbax_layout.STATE_ITEM)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    abstract = {n[len("params."):]: jax.ShapeDtypeStruct(s, d, sharding=device)
+                for n, (s, d) in shapes.items() if n.startswith("params.")}
+    if not abstract:
+        raise T5xCheckpointError(f"{root / str(step)} holds no 'params' arrays")
+    params = restore_params(root, unflatten_params(abstract), step)
+    return jax.tree.map(np.asarray, jax.device_get(params)), step
+
+
+def export_t5x_checkpoint(checkpoint: str | Path, out: str | Path, *, step: int | None = None,
+                          inline_small: bool = False, overwrite: bool = False,
+                          max_chunk_bytes: int = legacy.DEFAULT_MAX_CHUNK_BYTES
+                          ) -> dict[str, str]:
+    """Writes our checkpoint's params as a legacy t5x checkpoint directory `out` (atomically).
+
+    Args:
+      checkpoint: an mt3x checkpoint directory or run workdir.
+      out: the t5x step directory to write (`out/checkpoint` + `out/target.*` zarr folders).
+      step: which committed step (default the latest).
+      inline_small: keep vectors (rank <= 1: the RMSNorm scales) inline in the msgpack, as the
+        released MT3 checkpoint does; else every array is a gzip zarr folder.
+      overwrite: replace a non-empty `out`.
+      max_chunk_bytes: largest zarr chunk.
+
+    Returns:
+      dotted name -> 'inline' | 'zarr' for every array written.
+    """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise T5xCheckpointError(f"destination {out} exists and is not empty; choose another "
+                                 "path or pass --overwrite")
+    params, step = read_mt3x_params(checkpoint, step=step)
+    dotted = [".".join(str(getattr(k, "key", k)) for k in path)
+              for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]
+              if any("." in str(getattr(k, "key", k)) for k in path)]
+    if dotted:
+        raise T5xCheckpointError(f"{checkpoint}: parameter names with '.' cannot become t5x "
+                                 f"folder names: {dotted[:3]}")
+    inline = (lambda name, array: array.ndim <= 1) if inline_small else \
+        (lambda name, array: False)
+    with atomic_path(out, is_dir=True) as tmp:
+        return legacy.write_legacy_checkpoint(tmp, params, step=step, inline=inline,
+                                              max_chunk_bytes=max_chunk_bytes)
