@@ -8,8 +8,8 @@ The chain for a training task (magenta/mt3 tasks.py order):
   [log-mel inputs] -> skip & count too-long targets -> +3 model ids, EOS
 
 Every stage is a `tf.data.Dataset -> tf.data.Dataset` function that seqio calls with the
-keyword arguments it asks for (`sequence_length`, `output_features`). The per-example work runs
-in numpy (`mt3x.task_tokens`) through `tf.numpy_function`; the random choices use seqio's seeds,
+keyword arguments it asks for (`sequence_length`, `output_features`). The per-example token work
+is `mt3x.codec`'s (numpy) through `tf.numpy_function`; the random choices use seqio's seeds,
 so `task.get_dataset(seed=...)` is reproducible.
 
 Feature keys between stages (F = frames, E = events):
@@ -33,11 +33,10 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from mt3x import task_tokens
-from mt3x.codec import run_length
+from mt3x.codec import event_index, run_length
 from mt3x.codec import vocabulary as codec_vocabulary
 from mt3x.codec.codec import Codec
-from mt3x.task_tokens import TokenLayout
+from mt3x.task_codec import TokenLayout
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +243,32 @@ def select_random_chunk(
     return chunk(ds)
 
 
+def chunk_target_sequence(targets: np.ndarray, event_start_indices: np.ndarray,
+                          event_end_indices: np.ndarray, state_events: np.ndarray,
+                          state_event_indices: np.ndarray, tie_id: int | None) -> np.ndarray:
+    """A chunk's targets from its frames' indices into the file's events
+    (`mt3x.codec.extract_target_sequence` over all of the chunk's frames).
+
+    Args:
+      targets: i32[E] the file's (or cached piece's) single-step events.
+      event_start_indices, event_end_indices, state_event_indices: i32[F] of the chunk's frames.
+      state_events: i32[S] the file's state events (tie sections).
+      tie_id: codec id of `tie` to prepend the tie section in force at the first frame, or None.
+    Returns:
+      i32[n] codec ids (empty for a chunk without frames).
+    """
+    if len(event_start_indices) == 0:
+        return np.zeros([0], np.int32)
+    indexed = event_index.IndexedEvents(
+        events=np.asarray(targets, np.int32),
+        event_start_indices=np.asarray(event_start_indices, np.int32),
+        event_end_indices=np.asarray(event_end_indices, np.int32),
+        state_events=np.asarray(state_events, np.int32),
+        state_event_indices=np.asarray(state_event_indices, np.int32))
+    return event_index.extract_target_sequence(indexed, 0, indexed.num_frames,
+                                               state_events_end_token=tie_id)
+
+
 def extract_target_sequence_with_indices(
     ds: tf.data.Dataset, *, tie_id: int | None
 ) -> tf.data.Dataset:
@@ -252,13 +277,9 @@ def extract_target_sequence_with_indices(
     Drops the index keys and `state_events`; keeps `inputs`, `input_times`, `targets`.
     """
 
-    def extract_np(targets, starts, ends, state_events, state_idx):
-        return task_tokens.extract_target_sequence(targets, starts, ends, state_events,
-                                                   state_idx, tie_id)
-
     def extract(ex):
         targets = tf.numpy_function(
-            extract_np,
+            functools.partial(chunk_target_sequence, tie_id=tie_id),
             [ex["targets"], ex["input_event_start_indices"], ex["input_event_end_indices"],
              ex["state_events"], ex["input_state_event_indices"]],
             tf.int32, stateful=False)
@@ -295,9 +316,19 @@ def map_midi_programs(ds: tf.data.Dataset, *, codec: Codec,
                                              granularity=granularity))
 
 
-def run_length_encode_shifts(ds: tf.data.Dataset, *, layout: TokenLayout) -> tf.data.Dataset:
-    """Single-step shifts -> absolute step counts since the chunk start; trailing shifts dropped."""
-    return _map_tokens(ds, functools.partial(task_tokens.run_length_encode_shifts, layout=layout))
+def _stage_codec(codec: Codec | None, layout: TokenLayout | None) -> Codec:
+    """The codec a stage was given, directly or (older callers) as `layout.codec`."""
+    if codec is None and layout is None:
+        raise TypeError("pass codec= (the pipeline codec's Codec)")
+    return codec if codec is not None else layout.codec
+
+
+def run_length_encode_shifts(ds: tf.data.Dataset, *, codec: Codec | None = None,
+                             layout: TokenLayout | None = None) -> tf.data.Dataset:
+    """Single-step shifts -> absolute step counts since the chunk start; trailing shifts dropped
+    (`mt3x.codec.run_length_encode_shifts`). `layout`: alternative to `codec` (its codec)."""
+    return _map_tokens(ds, functools.partial(run_length.run_length_encode_shifts,
+                                             codec=_stage_codec(codec, layout)))
 
 
 def remove_redundant_state_changes(ds: tf.data.Dataset, *, codec: Codec) -> tf.data.Dataset:
@@ -309,9 +340,9 @@ def remove_redundant_state_changes(ds: tf.data.Dataset, *, codec: Codec) -> tf.d
 def mix_transcription_examples(
     ds: tf.data.Dataset,
     *,
-    layout: TokenLayout,
-    codec: Codec,
+    codec: Codec | None = None,
     max_examples_per_mix: int | None,
+    layout: TokenLayout | None = None,
     shuffle_buffer_size: int = 1000,
     mt3_exact_merge: bool = False,
 ) -> tf.data.Dataset:
@@ -320,15 +351,17 @@ def mix_transcription_examples(
     The group sizes are uniform in [1, N] (MT3 samples between batches of 1..N). Unlike MT3 the
     order is reproducible: the shuffle and the group sizes use seqio's seed. Every output is
     peak-normalised, also groups of one (as MT3). Targets must be run-length encoded and not yet
-    stripped of redundant state changes; see `task_tokens.merge_run_length_encoded_targets`
-    (tie sections united into one) or, with `mt3_exact_merge`, MT3's merge
-    (`mt3x.codec.run_length.merge_run_length_encoded_targets`: tie sections concatenated).
+    stripped of redundant state changes; they are merged by
+    `mt3x.codec.merge_run_length_encoded_targets`, with the tie sections united into one
+    (`combine_tie_sections=True`) or, with `mt3_exact_merge`, concatenated as MT3 does.
+    `layout`: alternative to `codec` (its codec).
 
     Returns examples with `inputs` f32[F, 128] (F = longest in the group) and `targets`.
     """
     if not max_examples_per_mix:
         return ds
     n_max = int(max_examples_per_mix)
+    codec = _stage_codec(codec, layout)
     seed = _next_seed()
     ds = ds.map(lambda ex: {"inputs": ex["inputs"], "targets": ex["targets"]})
     ds = ds.shuffle(max(1, shuffle_buffer_size // n_max), seed=seed)
@@ -355,9 +388,8 @@ def mix_transcription_examples(
         window_size_func=group_size)
 
     def mix_targets_np(targets):
-        if mt3_exact_merge:
-            return run_length.merge_run_length_encoded_targets(targets, codec)
-        return task_tokens.merge_run_length_encoded_targets(list(targets), layout)
+        return run_length.merge_run_length_encoded_targets(
+            targets, codec, combine_tie_sections=not mt3_exact_merge)
 
     def mix(ex):
         samples = tf.reduce_sum(ex["inputs"], axis=0)

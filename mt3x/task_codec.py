@@ -1,8 +1,9 @@
 """The codec as the seqio pipeline uses it: one object per vocabulary preset.
 
 `PipelineCodec` bundles a `mt3x.codec` configuration (`mt3` or `ismir2021`) with what the
-pipeline asks of it: the id layout (`TokenLayout`), NoteSequence -> per-frame indexed events
-(`tokenize`), and tokens -> NoteSequence (`decode_segments`, for tests and evaluation).
+pipeline asks of it: the id ranges by name (`TokenLayout`, a view of the codec), NoteSequence ->
+per-frame indexed events (`tokenize`), and tokens -> NoteSequence (`decode_segments`, for tests
+and evaluation). The token operations themselves are `mt3x.codec`'s.
 """
 
 from __future__ import annotations
@@ -17,7 +18,37 @@ import numpy as np
 from mt3x.codec import decoding, note_events
 from mt3x.codec import segments as codec_segments
 from mt3x.codec import vocabulary as codec_vocabulary
-from mt3x.task_tokens import TokenLayout, layout_from_codec
+from mt3x.codec.codec import Codec
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenLayout:
+    """Codec ids by event type, read from the codec (a convenience for code that inspects
+    targets; the token operations take the codec itself).
+
+    Attributes:
+      codec: the codec. `pitch` and `program` are its `event_type_range(name)` (first, last)
+        ids, `tie` the id of `tie` (None when the codec has none).
+    """
+
+    codec: Codec
+
+    @property
+    def pitch(self) -> tuple[int, int]:
+        return self.codec.event_type_range("pitch")
+
+    @property
+    def program(self) -> tuple[int, int]:
+        return self.codec.event_type_range("program")
+
+    @property
+    def tie(self) -> int | None:
+        return self.codec.encode("tie", 0) if self.codec.has_event_type("tie") else None
+
+    def is_shift(self, tokens: np.ndarray) -> np.ndarray:
+        """bool[n]: which codec ids are shifts (0..max_shift_steps)."""
+        tokens = np.asarray(tokens)
+        return (tokens >= 0) & (tokens <= self.codec.max_shift_steps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +79,7 @@ class PipelineCodec:
 
     @functools.cached_property
     def layout(self) -> TokenLayout:
-        return layout_from_codec(self.codec)
+        return TokenLayout(self.codec)
 
     @property
     def tie_id(self) -> int | None:

@@ -14,6 +14,9 @@ leading batch dims). They avoid per-frame Python loops and scatter/gather where 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
@@ -160,3 +163,74 @@ def overlap_add(frames: Array, hop_length: int) -> Array:
 def _pad_last(x: Array, amount: int, value: float) -> Array:
     widths = [(0, 0)] * (x.ndim - 1) + [(0, amount)]
     return jnp.pad(x, widths, constant_values=jnp.asarray(value, x.dtype))
+
+
+# ----------------------------------------------------------------------------------------------
+# CPU evaluation in steps
+
+# Each step of `map_in_steps` handles about this many float32 frame samples per device (4 MiB,
+# i.e. 512 frames of 2048), so the frames, spectrum and magnitude of a step stay small and their
+# buffers are reused from step to step.
+CPU_STEP_FRAME_SAMPLES = 1 << 20
+
+
+def cpu_step_plan(num_items: int, frame_samples_per_item: int) -> tuple[int, int]:
+    """How `map_in_steps` splits `num_items` independent items into sequential steps.
+
+    XLA:CPU gives every intermediate of a jitted call its own fresh allocation, and glibc serves
+    large ones with new mmaps whose pages are faulted in one 4 KiB page at a time: transforming a
+    large batch at once writes and faults in ~12 KiB of frames and spectrum per STFT frame of
+    2048, ~3 GiB for 1000 s of 16 kHz audio at hop 128, which costs more than the FFTs. Steps keep
+    the working set to a few MiB. On GPU/TPU (pooled memory, wide parallelism) it is one step.
+
+    Returns `(groups, per_step)`: items are split into `groups` contiguous groups (one per device
+    when the count allows, so a batch sharded over the devices keeps its sharding) and each step
+    takes `per_step` items of every group; `per_step` divides the group size, so nothing is
+    padded or copied. `(1, num_items)` means a single step.
+    """
+    single = (1, num_items)
+    if num_items == 0 or jax.default_backend() != "cpu":
+        return single
+    groups = jax.device_count()
+    if num_items % groups:
+        groups = 1
+    per_group = num_items // groups
+    target = max(1, CPU_STEP_FRAME_SAMPLES // max(1, frame_samples_per_item))
+    per_step = max(d for d in range(1, min(target, per_group) + 1) if per_group % d == 0)
+    if per_step == per_group:
+        return single
+    return groups, per_step
+
+
+def map_in_steps(fn: Callable[[Array], Array], items: Array, frame_samples_per_item: int,
+                 plan: tuple[int, int] | None = None) -> Array:
+    """`fn(items)` for an `fn` that treats `items[i]` independently, run a few items per step.
+
+    Args:
+      fn: maps `[k, *item_shape]` to `[k, *out_shape]`, item by item (e.g. one segment's
+        log-mel); it is traced once, for `k = groups * per_step`.
+      items: `[n, *item_shape]`.
+      frame_samples_per_item: STFT frames x frame length that `fn` materialises per item; sizes
+        the steps (see `cpu_step_plan`).
+      plan: `(groups, per_step)` to use instead of `cpu_step_plan`'s (tests).
+
+    Returns:
+      `fn(items)`: `[n, *out_shape]`, computed by `jax.lax.map` over steps; bit for bit the
+      single-call result whenever `fn`'s per-item arithmetic does not depend on `k`.
+    """
+    num_items = items.shape[0]
+    groups, per_step = plan or cpu_step_plan(num_items, frame_samples_per_item)
+    if groups * per_step >= num_items:
+        return fn(items)
+    steps = num_items // (groups * per_step)
+    item_shape = items.shape[1:]
+    # [groups, steps, per_step, ...] -> steps first; with one group the moves are free reshapes.
+    stepped = jnp.moveaxis(items.reshape(groups, steps, per_step, *item_shape), 1, 0)
+
+    def one_step(chunk: Array) -> Array:  # [groups, per_step, *item_shape]
+        out = fn(chunk.reshape(groups * per_step, *item_shape))
+        return out.reshape(groups, per_step, *out.shape[1:])
+
+    out = jax.lax.map(one_step, stepped)  # [steps, groups, per_step, *out_shape]
+    return jnp.moveaxis(out, 0, 1).reshape(num_items, *out.shape[3:])
+

@@ -13,18 +13,20 @@ What magenta/mt3 does (mt3/spectrograms.py, mt3/spectral_ops.py, mt3/preprocesso
 
 `mt3_log_mel` does 2-4 on a batch of segments of sample frames (what the data pipeline ships), so it
 can run inside a jitted, sharded training step. Step 2 needs no flattening: STFT frame `i` is sample
-frames `i .. i + 15` (zeros past the end) side by side, built with 16 shifted slices.
+frames `i .. i + 15` (zeros past the end) side by side, built with one gather of whole rows. On
+CPU a large batch is transformed a few segments at a time (see `mt3x.audio.framing.map_in_steps`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from mt3x.audio.framing import SpectralError
+from mt3x.audio.framing import SpectralError, chunk_index, map_in_steps
 from mt3x.audio.mel import apply_mel, mel_filterbank_htk, safe_log
 from mt3x.audio.stft import get_window, magnitude
 
@@ -126,17 +128,28 @@ def mt3_log_mel(
                             f"{config.fft_size}")
     x = frames_in.astype(jnp.float32)
     *batch_shape, count, _ = x.shape
-    span = config.fft_size // hop  # sample frames per STFT frame
-    no_pad = [(0, 0)] * len(batch_shape)
-    padded = jnp.pad(x, [*no_pad, (0, span - 1), (0, 0)])
-    pieces = [padded[..., q:q + count, :] for q in range(span)]
-    stft_frames = jnp.stack(pieces, axis=-2).reshape(*batch_shape, count, config.fft_size)
-
-    window = jnp.asarray(get_window("hann", config.fft_size))
-    spectrum = jnp.fft.rfft(stft_frames * window, n=config.fft_size, axis=-1)
-    mel = apply_mel(magnitude(spectrum), config.mel_weights(), method=mel_method)
-    log_mel = safe_log(mel, config.log_floor)
+    segments = x.reshape(math.prod(batch_shape), count, hop)
+    log_mel = map_in_steps(lambda chunk: _segment_log_mel(chunk, config, mel_method), segments,
+                           count * config.fft_size)
+    log_mel = log_mel.reshape(*batch_shape, count, config.num_mel_bins)
     if num_valid_frames is not None:
         valid = jnp.asarray(num_valid_frames)[..., None] > jnp.arange(count)
         log_mel = jnp.where(valid[..., None], log_mel, 0.0)
     return log_mel
+
+
+def _segment_log_mel(segments: Array, config: Mt3SpectrogramConfig, mel_method: str) -> Array:
+    """MT3 log-mel of `f32[n, frames, hop]` segments, each on its own: f32[n, frames, mels].
+
+    STFT frame `i` of a segment is its sample frames `i .. i + span - 1` (zeros past the end),
+    gathered as whole rows and windowed in one fused loop (window as `[span, hop]`).
+    """
+    num_segments, count, hop = segments.shape
+    span = config.fft_size // hop  # sample frames per STFT frame
+    padded = jnp.pad(segments, [(0, 0), (0, span - 1), (0, 0)])
+    window = get_window("hann", config.fft_size).reshape(span, hop)
+    stft_frames = padded[:, chunk_index(count, span), :] * jnp.asarray(window)
+    stft_frames = stft_frames.reshape(num_segments, count, config.fft_size)
+    spectrum = jnp.fft.rfft(stft_frames, n=config.fft_size, axis=-1)
+    mel = apply_mel(magnitude(spectrum), config.mel_weights(), method=mel_method)
+    return safe_log(mel, config.log_floor)

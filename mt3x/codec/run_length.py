@@ -1,7 +1,10 @@
 """Run-length shift encoding, redundant state removal and merging of token streams.
 
 MT3's `run_length_encode_shifts_fn`, `remove_redundant_state_changes_fn` and
-`merge_run_length_encoded_targets`, on numpy int arrays of codec indices.
+`merge_run_length_encoded_targets`, on numpy int arrays of codec indices. These are the only
+implementations in mt3x: the seqio pipeline (`mt3x.preprocessors`) calls them per example, so
+they are written as array operations (run-length encoding, redundancy removal) or as a loop over
+event groups rather than tokens (merging).
 
 **Shift tokens hold the absolute number of steps since the start of the segment**, not a delta:
 events at 0.03 s and 0.05 s after the segment start become `3, ..., 5, ...`. A count above
@@ -11,6 +14,7 @@ consecutive shifts and restarts the count after every non-shift event.
 
 from __future__ import annotations
 
+import heapq
 from typing import Sequence
 
 import numpy as np
@@ -32,7 +36,8 @@ def run_length_encode_shifts(tokens: Sequence[int] | np.ndarray, codec: Codec) -
 
     Every shift-range token counts as one step (the stream from `encode_and_index_events` only
     holds `shift 1`). Before each non-shift event preceded by shifts, the total number of steps
-    since the start is written, split into tokens of at most `max_shift_steps`.
+    since the start is written, split into tokens of at most `max_shift_steps`
+    (`[1000, 1000, 500]` for 2500 steps at MT3's 1000).
 
     Args:
       tokens: int[n] codec indices with single-step shifts.
@@ -40,23 +45,28 @@ def run_length_encode_shifts(tokens: Sequence[int] | np.ndarray, codec: Codec) -
       int32[m] codec indices.
     """
     tokens = _as_tokens(tokens)
-    max_shift = codec.max_shift_steps
-    is_shift = tokens <= max_shift  # shift range is [0, max_shift]; negative ids are invalid
-    if np.any(tokens < 0):
+    if not tokens.size:
+        return tokens
+    if tokens.min() < 0:
         raise CodecError("negative token in run_length_encode_shifts input")
-    event_positions = np.flatnonzero(~is_shift)
-    totals = np.cumsum(is_shift, dtype=np.int64)[event_positions]  # shifts before each event
-    previous = np.concatenate([[0], totals[:-1]])
-    # Shift tokens written before each event: ceil(total / max_shift) if time moved, else 0.
-    n_shifts = np.where(totals > previous, -(-totals // max_shift), 0)
-    out_event_positions = np.cumsum(n_shifts + 1) - 1
-    out = np.full(int(out_event_positions[-1]) + 1 if totals.size else 0, max_shift,
-                  dtype=np.int32)
-    out[out_event_positions] = tokens[event_positions]
-    moved = n_shifts > 0
-    # The last shift token before an event holds the remainder (max_shift when it divides).
-    out[out_event_positions[moved] - 1] = totals[moved] - max_shift * (n_shifts[moved] - 1)
-    return out
+    max_shift = codec.max_shift_steps
+    is_shift = tokens <= max_shift  # the shift range is [0, max_shift]
+    steps = np.cumsum(is_shift)  # steps elapsed up to and including each token
+    # Keep every event, and the last shift of every run of shifts that an event follows; that
+    # shift takes the step count so far.
+    keep = ~is_shift
+    keep[:-1] |= is_shift[:-1] & keep[1:]
+    out = np.where(is_shift, steps, tokens)[keep]
+    if steps[-1] <= max_shift:
+        return out.astype(np.int32)
+    # Some counts need several tokens: max_shift repeated, then the remainder.
+    kept_shift = is_shift[keep]
+    n_tokens = np.where(kept_shift, -(-out // max_shift), 1)
+    split = np.repeat(out, n_tokens)
+    split[np.repeat(kept_shift, n_tokens)] = max_shift
+    last = np.cumsum(n_tokens)[kept_shift] - 1
+    split[last] = out[kept_shift] - max_shift * (n_tokens[kept_shift] - 1)
+    return split.astype(np.int32)
 
 
 def remove_redundant_state_changes(tokens: Sequence[int] | np.ndarray, codec: Codec,
@@ -98,17 +108,20 @@ def merge_run_length_encoded_targets(targets: np.ndarray | Sequence[Sequence[int
         step-0 events, so mixed streams with ties hold several tie sections one after another
         (the decoder reads the second one's pitches as onsets and its `tie` as invalid). True
         strips each stream's tie section and writes one combined section (all tied
-        `program, pitch` pairs sorted by (program, pitch), then `tie`) first.
+        `program, pitch` pairs sorted by (program, pitch), then `tie`) first; when no stream
+        has a tie section (or the codec has no `tie`), nothing is written for it.
     Returns:
-      int32[m] merged codec indices. Among streams at the same step, MT3's loop takes the last
-      stream still at step zero first, otherwise the earliest shift; a shift equal to the
-      previous one is not repeated.
+      int32[m] merged codec indices. The leading step-0 events of the streams come first, the
+      last stream's first; then the groups after each shift in order of the shift's value, the
+      earlier stream first at equal values; a shift equal to the previous one is not repeated.
+      Streams from `run_length_encode_shifts` thus merge in time order. Other input is merged
+      as MT3's loop merges it (each shift token is read on its own, not added to the next).
     """
     if isinstance(targets, np.ndarray) and targets.ndim == 2:
         tracks = [row for row in targets.astype(np.int64)]
     else:
         tracks = [np.asarray(t, dtype=np.int64).reshape(-1) for t in targets]
-    if combine_tie_sections:
+    if combine_tie_sections and codec.has_event_type("tie"):
         head, tracks = _split_tie_sections(tracks, codec)
         return np.concatenate([head, _merge(tracks, codec)]).astype(np.int32)
     return _merge(tracks, codec)
@@ -116,18 +129,22 @@ def merge_run_length_encoded_targets(targets: np.ndarray | Sequence[Sequence[int
 
 def _split_tie_sections(tracks: list[np.ndarray], codec: Codec
                         ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Strips each track's leading tie section; returns the combined section and the rests."""
+    """Strips each track's leading tie section; returns the combined section and the rests.
+
+    The combined section is empty when no track has a `tie` token."""
     tie = codec.encode("tie", 0)
     p_lo, p_hi = codec.event_type_range("pitch")
     has_programs = codec.has_event_type("program")
     g_lo, g_hi = codec.event_type_range("program") if has_programs else (-1, -2)
     pairs: set[tuple[int, int]] = set()
     rests = []
+    any_tie = False
     for track in tracks:
         ties = np.flatnonzero(track == tie)
         if not ties.size:
             rests.append(track)
             continue
+        any_tie = True
         program = -1
         for token in track[:ties[0]].tolist():
             if g_lo <= token <= g_hi:
@@ -138,39 +155,59 @@ def _split_tie_sections(tracks: list[np.ndarray], codec: Codec
     head: list[int] = []
     for program, pitch in sorted(pairs):
         head += ([program] if program >= 0 else []) + [pitch]
-    head.append(tie)
+    if any_tie:
+        head.append(tie)
     return np.asarray(head, dtype=np.int64), rests
 
 
 def _merge(tracks: list[np.ndarray], codec: Codec) -> np.ndarray:
+    """MT3's merge loop, run over event groups instead of tokens.
+
+    A track is cut into groups: the events before its first shift (step zero), then each shift
+    token with the events after it. MT3's loop takes, while any track is at a step-zero group,
+    the last such track; then the group whose shift has the smallest value (first track on
+    ties), dropping that shift when it equals the previous step. A track ends at a 0 token.
+    """
     max_shift = codec.max_shift_steps
-    offsets = [0] * len(tracks)
+    out: list[np.ndarray] = []
+    heap: list[tuple[int, int]] = []           # (shift value of the track's next group, track)
+    bounds: list[list[int]] = []               # per track: group starts, then len(track)
+    heads: list[list[int]] = []                # per track: first token of each group
+    next_group = [0] * len(tracks)
+    for i, track in enumerate(tracks):
+        starts = np.flatnonzero((track >= 0) & (track <= max_shift))
+        if track.size and not 0 <= track[0] <= max_shift:
+            starts = np.concatenate([[0], starts])
+        bounds.append(starts.tolist() + [track.size])
+        heads.append(track[starts].tolist())
+    # Step zero: the tracks that start with events, the last track first.
+    for i in reversed(range(len(tracks))):
+        if heads[i] and not 0 <= heads[i][0] <= max_shift:
+            out.append(tracks[i][:bounds[i][1]])
+            next_group[i] = 1
+    for i, group in enumerate(next_group):
+        if group < len(heads[i]) and heads[i][group] != 0:
+            heapq.heappush(heap, (heads[i][group], i))
     current_step = 0
-    out: list[int] = []
-    while True:
-        next_step = max_shift + 1
-        next_track = -1
-        for i, track in enumerate(tracks):
-            if offsets[i] == len(track) or track[offsets[i]] == 0:
-                continue  # track exhausted (or padding)
-            token = int(track[offsets[i]])
-            if not 0 <= token <= max_shift:
-                # A track not yet at its first shift is at step zero.
-                next_step = 0
-                next_track = i
-            elif token < next_step:
-                next_step = token
-                next_track = i
-        if next_track == -1:
-            break
-        track = tracks[next_track]
-        start = offsets[next_track]
-        if next_step == current_step and next_step > 0:
-            start += 1  # same time as the last shift already written
-        end = start + 1
-        while end < len(track) and not 0 <= track[end] <= max_shift:
-            end += 1
-        out.extend(int(t) for t in track[start:end])
-        current_step = next_step
-        offsets[next_track] = end
-    return np.asarray(out, dtype=np.int32)
+    while heap:
+        step, i = heapq.heappop(heap)
+        g, b = next_group[i], bounds[i]
+        if step != current_step:
+            out.append(tracks[i][b[g]:b[g + 1]])
+            g += 1
+        elif b[g + 1] > b[g] + 1:  # same step as the shift already written: events only
+            out.append(tracks[i][b[g] + 1:b[g + 1]])
+            g += 1
+        else:
+            # A repeated shift without events: MT3's loop writes the track's next group whole,
+            # whatever its shift (or stops, where MT3 would read past the end of the track).
+            if g + 1 < len(heads[i]):
+                out.append(tracks[i][b[g + 1]:b[g + 2]])
+            g += 2
+        current_step = step
+        next_group[i] = g
+        if g < len(heads[i]) and heads[i][g] != 0:
+            heapq.heappush(heap, (heads[i][g], i))
+    if not out:
+        return np.zeros(0, np.int32)
+    return np.concatenate(out).astype(np.int32)

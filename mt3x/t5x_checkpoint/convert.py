@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mt3x.fileutil import atomic_path
-from mt3x.models import CONFIGS, T5Config, get_config
+from mt3x.models import T5Config, get_config
 from mt3x.t5x_checkpoint import legacy, orbax_layout
 from mt3x.t5x_checkpoint.errors import T5xCheckpointError
 from mt3x.t5x_checkpoint.mapping import (TARGET_PREFIX, ImportReport, check_shapes,
@@ -128,11 +128,6 @@ def _resolve_config(config: str | T5Config, shapes: Mapping[str, Shape]) -> tupl
     if isinstance(config, T5Config):
         return "custom", config
     if config == "auto":
-        embedding = shapes.get("decoder.token_embedder.embedding")
-        for name, candidate in CONFIGS.items():  # cheap pre-check before abstract inits
-            if embedding == (candidate.vocab_size, candidate.emb_dim) and \
-                    expected_param_shapes(candidate) == dict(shapes):
-                return name, candidate
         return infer_config(shapes)
     return config, get_config(config)
 
@@ -170,7 +165,11 @@ def load_t5x_params(src: str | Path, *, config: str | T5Config = "auto", step: i
     report.skipped = {n: (tuple(s) if s is not None else None)  # type: ignore[misc]
                       for n, s in source.shapes.items() if not n.startswith(TARGET_PREFIX)}
     check_shapes(found, expected, report)
-    raise_unless_ok(report)
+    hint = ""
+    if not report.ok and config != "auto":
+        fits = _resolve_config("auto", found)[0]
+        hint = f"; its shapes fit config {fits!r}" if fits != "inferred" else ""
+    raise_unless_ok(report, hint)
     report.step = source.step()
     report.storage = {}
     for n in expected:

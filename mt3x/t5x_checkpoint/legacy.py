@@ -201,7 +201,7 @@ def read_legacy_checkpoint(directory: str | Path, *, backend: str = "auto") -> L
 # ---- writer ------------------------------------------------------------------------------
 def pack_inline_array(array: np.ndarray, *, scalar: bool = False) -> msgpack.ExtType:
     """An inline msgpack array (ExtType 1; 3 for a numpy scalar) as flax.serialization writes."""
-    array = np.ascontiguousarray(array)
+    array = np.asarray(array)  # (not ascontiguousarray: it turns a scalar into shape [1])
     payload = msgpack.packb((list(array.shape), array.dtype.name, array.tobytes("C")),
                             use_bin_type=True)
     return msgpack.ExtType(EXT_NPSCALAR if scalar else EXT_NDARRAY, payload)

@@ -102,8 +102,10 @@ def infer_config(shapes: Mapping[str, Shape]) -> tuple[str, T5Config]:
     is built from the shapes, named 'inferred', assuming MT3's gated-GELU MLP and heads of 64
     (shapes do not tell the head count: query kernels are [emb, heads * head_dim]).
     """
-    for name, config in CONFIGS.items():
-        if expected_param_shapes(config) == dict(shapes):
+    embedding = tuple(shapes.get("decoder.token_embedder.embedding", ()))
+    for name, config in CONFIGS.items():  # cheap check first: abstract inits take a second
+        if embedding == (config.vocab_size, config.emb_dim) and \
+                expected_param_shapes(config) == dict(shapes):
             return name, config
     return "inferred", _config_from_shapes(shapes)
 
@@ -137,11 +139,11 @@ class ImportReport:
         return not (self.missing or self.extra or self.mis_shaped)
 
     def problems(self) -> list[str]:
-        """One line per missing, extra or mis-shaped array, naming it by its t5x name."""
-        lines = [f"missing array {TARGET_PREFIX}{n} (expected shape {list(s)})"
-                 for n, s in sorted(self.missing.items())]
-        lines += [f"mis-shaped array {TARGET_PREFIX}{n}: expected shape {list(e)}, found "
-                  f"{list(f)}" for n, (e, f) in sorted(self.mis_shaped.items())]
+        """One line per mis-shaped, missing or extra array, naming it by its t5x name."""
+        lines = [f"mis-shaped array {TARGET_PREFIX}{n}: expected shape {list(e)}, found "
+                 f"{list(f)}" for n, (e, f) in sorted(self.mis_shaped.items())]
+        lines += [f"missing array {TARGET_PREFIX}{n} (expected shape {list(s)})"
+                  for n, s in sorted(self.missing.items())]
         lines += [f"extra array {TARGET_PREFIX}{n} (shape {list(s)}) that config "
                   f"{self.config_name!r} does not have" for n, s in sorted(self.extra.items())]
         return lines
@@ -174,16 +176,17 @@ def check_shapes(found: Mapping[str, Shape], expected: Mapping[str, Shape],
     report.extra.update({n: tuple(s) for n, s in sorted(found.items()) if n not in expected})
 
 
-def raise_unless_ok(report: ImportReport) -> None:
-    """Raises T5xCheckpointError listing the missing, extra and mis-shaped arrays by name."""
+def raise_unless_ok(report: ImportReport, hint: str = "") -> None:
+    """Raises T5xCheckpointError listing the mis-shaped, missing and extra arrays by name."""
     if report.ok:
         return
     problems = report.problems()
     shown = "\n  ".join(problems[:12])
     more = f"\n  ... and {len(problems) - 12} more" if len(problems) > 12 else ""
     raise T5xCheckpointError(
-        f"t5x checkpoint {report.source} does not fit model config {report.config_name!r}:\n  "
-        f"{shown}{more}")
+        f"t5x checkpoint {report.source} does not fit model config {report.config_name!r} "
+        f"({len(report.mis_shaped)} mis-shaped, {len(report.missing)} missing, "
+        f"{len(report.extra)} extra arrays){hint}:\n  {shown}{more}")
 
 
 def to_param_tree(arrays: Mapping[str, np.ndarray], expected: Mapping[str, Shape],

@@ -304,23 +304,15 @@ class SnippetExamples:
                    instruments, names, np.concatenate([p.present for p in parts]))
 
 
-def track_examples(track: Any, *, instruments: Sequence[str] | None = None,
-                   grouping: InstrumentGrouping = InstrumentGrouping(),
-                   label_config: LabelConfig = LabelConfig(),
-                   feature_config: FeatureConfig = FeatureConfig(),
-                   partial: str = "half") -> tuple[SnippetExamples, list[str]]:
-    """Examples of one `mt3x.data.slakh.SlakhTrack`.
+# Snippets buffered by `build_examples` before one batched feature computation (64 MB at 16 kHz).
+FEATURE_CHUNK_SNIPPETS = 1024
 
-    Args:
-      track: a SlakhTrack (mix, stems with program / is_drum / inst_class / audio_rendered,
-        per-stem NoteSequences).
-      instruments: label columns; None uses the track's own groups (sorted).
-      grouping, label_config, feature_config: see their docs.
-      partial: how a final partial second counts (`num_snippets`).
 
-    Returns:
-      (examples, groups found in the track).
-    """
+def _labelled_snippets(track: Any, columns: Sequence[str], grouping: InstrumentGrouping,
+                       label_config: LabelConfig, feature_config: FeatureConfig,
+                       partial: str) -> tuple[np.ndarray, SnippetExamples, list[str]]:
+    """(mix snippets f32[count, snippet samples], the track's examples with features still empty
+    f32[count, 0], groups found in the track). See `track_examples`."""
     rate = feature_config.sample_rate
     seconds = feature_config.snippet_seconds
     mix = np.asarray(track.load_mix(sample_rate=rate), np.float32)
@@ -329,7 +321,6 @@ def track_examples(track: Any, *, instruments: Sequence[str] | None = None,
     stem_groups = [(s, grouping.group_of(s.program, s.is_drum, s.inst_class)) for s in stems]
     stem_groups = [(s, g) for s, g in stem_groups if g is not None]
     found = sorted({g for _, g in stem_groups})
-    columns = list(instruments) if instruments is not None else found
     index = {name: i for i, name in enumerate(columns)}
     energy = np.zeros((count, len(columns)), bool)
     midi = np.zeros((count, len(columns)), bool)
@@ -349,13 +340,62 @@ def track_examples(track: Any, *, instruments: Sequence[str] | None = None,
         midi[:, col] |= midi_activity(notes, count, snippet_seconds=seconds,
                                       min_note_ms=label_config.min_note_ms,
                                       drum_note_ms=label_config.drum_note_ms)
-    features = compute_features(cut_snippets(mix, rate, seconds, count=count), feature_config)
     examples = SnippetExamples(
-        features=features, energy_labels=energy, midi_labels=midi,
+        features=np.zeros((count, 0), np.float32), energy_labels=energy, midi_labels=midi,
         track_ids=np.full(count, str(track.track_id)),
         snippet_index=np.arange(count, dtype=np.int32),
-        instruments=columns, feature_names=feature_names(feature_config), present=present)
+        instruments=list(columns), feature_names=feature_names(feature_config), present=present)
+    return cut_snippets(mix, rate, seconds, count=count), examples, found
+
+
+def _fill_features(waiting: list[tuple[SnippetExamples, np.ndarray]],
+                   feature_config: FeatureConfig) -> None:
+    """Sets the features of every waiting (examples, snippets) pair with one batched computation,
+    so short tracks share jitted batches; empties `waiting`."""
+    if not waiting:
+        return
+    features = compute_features(np.concatenate([s for _, s in waiting]), feature_config)
+    ends = np.cumsum([s.shape[0] for _, s in waiting])
+    for (part, snippets), end in zip(waiting, ends):
+        part.features = features[end - snippets.shape[0]:end]
+    waiting.clear()
+
+
+def track_examples(track: Any, *, instruments: Sequence[str] | None = None,
+                   grouping: InstrumentGrouping = InstrumentGrouping(),
+                   label_config: LabelConfig = LabelConfig(),
+                   feature_config: FeatureConfig = FeatureConfig(),
+                   partial: str = "half") -> tuple[SnippetExamples, list[str]]:
+    """Examples of one `mt3x.data.slakh.SlakhTrack`.
+
+    Args:
+      track: a SlakhTrack (mix, stems with program / is_drum / inst_class / audio_rendered,
+        per-stem NoteSequences).
+      instruments: label columns; None uses the track's own groups (sorted).
+      grouping, label_config, feature_config: see their docs.
+      partial: how a final partial second counts (`num_snippets`).
+
+    Returns:
+      (examples, groups found in the track).
+    """
+    if instruments is None:
+        instruments = _groups([track], grouping)
+    snippets, examples, found = _labelled_snippets(track, list(instruments), grouping,
+                                                   label_config, feature_config, partial)
+    _fill_features([(examples, snippets)], feature_config)
     return examples, found
+
+
+def _groups(tracks: Iterable[Any], grouping: InstrumentGrouping) -> list[str]:
+    """Sorted instrument groups of the rendered stems of `tracks`."""
+    groups = set()
+    for track in tracks:
+        for stem in track.stems:
+            if getattr(stem, "audio_rendered", True):
+                group = grouping.group_of(stem.program, stem.is_drum, stem.inst_class)
+                if group is not None:
+                    groups.add(group)
+    return sorted(groups)
 
 
 def build_examples(tracks: Sequence[Any], *, instruments: Sequence[str] | None = None,
@@ -363,23 +403,24 @@ def build_examples(tracks: Sequence[Any], *, instruments: Sequence[str] | None =
                    label_config: LabelConfig = LabelConfig(),
                    feature_config: FeatureConfig = FeatureConfig(),
                    partial: str = "half", progress: bool = False) -> SnippetExamples:
-    """Examples of many tracks; `instruments` None = every group found in them (sorted)."""
-    if instruments is None:
-        groups = set()
-        for track in tracks:
-            for stem in track.stems:
-                if getattr(stem, "audio_rendered", True):
-                    group = grouping.group_of(stem.program, stem.is_drum, stem.inst_class)
-                    if group is not None:
-                        groups.add(group)
-        instruments = sorted(groups)
-    instruments = list(instruments)
+    """Examples of many tracks; `instruments` None = every group found in them (sorted).
+
+    Features are computed for up to `FEATURE_CHUNK_SNIPPETS` snippets of consecutive tracks at a
+    time, so many short tracks do not each pad a batch of their own."""
+    instruments = _groups(tracks, grouping) if instruments is None else list(instruments)
     iterator: Iterable[Any] = tracks
     if progress:
         from tqdm import tqdm  # noqa: PLC0415
 
         iterator = tqdm(tracks, desc="snippets", unit="track")
-    parts = [track_examples(t, instruments=instruments, grouping=grouping,
-                            label_config=label_config, feature_config=feature_config,
-                            partial=partial)[0] for t in iterator]
+    parts: list[SnippetExamples] = []
+    waiting: list[tuple[SnippetExamples, np.ndarray]] = []
+    for track in iterator:
+        snippets, part, _ = _labelled_snippets(track, instruments, grouping, label_config,
+                                               feature_config, partial)
+        parts.append(part)
+        waiting.append((part, snippets))
+        if sum(s.shape[0] for _, s in waiting) >= FEATURE_CHUNK_SNIPPETS:
+            _fill_features(waiting, feature_config)
+    _fill_features(waiting, feature_config)
     return SnippetExamples.concatenate(parts, instruments, feature_names(feature_config))

@@ -10,27 +10,25 @@ import pytest
 
 from mt3x.audio.io import write_audio
 from mt3x.cli import tag as tag_cli
-from separation.tagging.examples import build_examples
 from separation.tagging.model import TrainConfig, load_tagger, save_tagger, train_tagger
-from tagging_fakes import FakeNote, FakeStem, FakeTrack, tone
-
-SR = 16000
-
-
-def _track(i: int) -> FakeTrack:
-    """Bass (60-90 Hz) in the first half, flute-like 1.2-2 kHz tone in the second half."""
-    seconds = 8.0
-    bass = tone(60.0 + 4 * i, seconds, 0.4, start=0.0, stop=4.0)
-    flute = tone(1200.0 + 100 * i, seconds, 0.2, start=4.0, stop=8.0)
-    return FakeTrack(f"Track{i:05d}", [
-        FakeStem("S00", 33, False, "Bass", bass, [FakeNote(0.0, 4.0)]),
-        FakeStem("S01", 73, False, "Pipe", flute, [FakeNote(4.0, 8.0)])])
+from separation.tagging.pipeline import load_split_examples
+from tests.tagging.conftest import SR, tone, tone_stem, write_slakh_track
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    train = build_examples([_track(i) for i in range(4)])
-    validation = build_examples([_track(7)], instruments=train.instruments)
+    """A tagger trained on tracks Track00000-03 and validated on Track00007 of a hand-made Slakh
+    folder; track i: bass (MIDI pitch 35 + i, 62-92 Hz) for 4 s, then a pipe (pitch 86 + i,
+    1.2-1.8 kHz) for 4 s."""
+    root = tmp_path_factory.mktemp("cli") / "slakh"
+    for split, ids in (("train", range(4)), ("validation", [7])):
+        for i in ids:
+            write_slakh_track(root, split, f"Track{i:05d}", [
+                tone_stem(33, 35 + i, 8.0, start=0.0, stop=4.0, amplitude=0.4),
+                tone_stem(73, 86 + i, 8.0, start=4.0, stop=8.0, amplitude=0.2)])
+    train = load_split_examples(root, "train")
+    validation = load_split_examples(root, "validation", instruments=train.instruments)
+    assert train.instruments == ["Bass", "Pipe"] and len(train) == 32 and len(validation) == 8
     tagger = train_tagger(train, validation,
                           config=TrainConfig(seed=0, min_positives=3, min_data_in_leaf=3))
     return save_tagger(tagger, tmp_path_factory.mktemp("cli") / "model")

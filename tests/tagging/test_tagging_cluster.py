@@ -2,33 +2,39 @@
 
 from __future__ import annotations
 
-import numpy as np
+import csv
 
+import numpy as np
+import pytest
+
+from mt3x.cli import tag as tag_cli
+from mt3x.data.slakh import read_split
 from separation.tagging.cluster import TRACK_STAT_NAMES, cluster_tracks, track_statistics
 from separation.tagging.examples import build_examples
 from separation.tagging.plots import cluster_plot
-from tagging_fakes import FakeNote, FakeStem, FakeTrack, tone
-
-SR = 16000
+from tests.tagging.conftest import SR, StemSpec, tone, write_slakh_track
 
 
-def _tracks():
+@pytest.fixture(scope="module")
+def slakh_root(tmp_path_factory):
+    """A hand-made Slakh folder whose test split holds 8 three-second tracks: Track00000-03 a bass
+    (two low sines), Track00004-07 drums (high-passed noise plus a 3.8-4.4 kHz sine)."""
+    root = tmp_path_factory.mktemp("cluster") / "slakh"
     rng = np.random.default_rng(0)
-    tracks = []
     for i in range(4):   # dark: low tones
         audio = tone(70.0 + 15 * i, 3.0, 0.3) + tone(140.0 + 20 * i, 3.0, 0.1)
-        tracks.append(FakeTrack(f"Track{i:05d}", [FakeStem("S00", 33, False, "Bass", audio,
-                                                           [FakeNote(0.0, 3.0)])]))
+        write_slakh_track(root, "test", f"Track{i:05d}",
+                          [StemSpec(33, [(38 + 3 * i, 0.0, 3.0)], audio)])
     for i in range(4, 8):   # bright: high-passed noise plus a high tone
         noise = np.diff(rng.normal(0, 0.1, 3 * SR + 1)).astype(np.float32)
         audio = noise + tone(3000.0 + 200 * i, 3.0, 0.05)
-        tracks.append(FakeTrack(f"Track{i:05d}", [FakeStem("S00", 0, True, "Drums", audio,
-                                                           [FakeNote(0.0, 3.0, True)])]))
-    return tracks
+        hits = [(42, 0.25 * k, 0.25 * k + 0.1) for k in range(12)]   # closed hi-hat, 4 per second
+        write_slakh_track(root, "test", f"Track{i:05d}", [StemSpec(0, hits, audio, is_drum=True)])
+    return root
 
 
-def test_clusters_separate_dark_and_bright_tracks(tmp_path):
-    examples = build_examples(_tracks())
+def test_clusters_separate_dark_and_bright_tracks(slakh_root, tmp_path):
+    examples = build_examples(read_split(slakh_root, "test"))
     ids, stats = track_statistics(examples)
     assert ids == [f"Track{i:05d}" for i in range(8)]
     centroid = stats[:, TRACK_STAT_NAMES.index("centroid_log2hz_mean")]
@@ -45,3 +51,15 @@ def test_clusters_separate_dark_and_bright_tracks(tmp_path):
     assert gap > 2 * clusters.projection[:, 1].std()
     path = cluster_plot(clusters, tmp_path / "clusters.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # `mt3x-tag cluster` on the folder: the same clusters, with each track's instrument classes.
+    out = tmp_path / "cli"
+    assert tag_cli.main(["cluster", "--data", str(slakh_root), "--k", "2", "--out", str(out),
+                         "--quiet"]) == 0
+    rows = list(csv.DictReader(open(out / "clusters.csv")))
+    assert [r["track"] for r in rows] == ids
+    assert [int(r["cluster"]) for r in rows] == labels.tolist()
+    assert [r["instruments"] for r in rows] == ["Bass"] * 4 + ["Drums"] * 4
+    np.testing.assert_allclose([float(r["centroid_log2hz_mean"]) for r in rows], centroid,
+                               atol=1e-4)
+    assert (out / "clusters.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -9,7 +9,7 @@ import pytest
 from separation.tagging.features import (FeatureConfig, FeatureConfigError, band_centres_hz,
                                          band_filterbank, band_of_feature, bin_frequencies_hz,
                                          compute_features, feature_names, snippet_features)
-from tagging_fakes import tone
+from tests.tagging.conftest import tone
 
 CONFIG = FeatureConfig()
 NAMES = feature_names(CONFIG)

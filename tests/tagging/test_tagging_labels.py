@@ -1,17 +1,16 @@
-"""Snippets and activity labels: exact rules on made-up stems and notes; energy vs MIDI on demo."""
+"""Snippets and activity labels: exact rules on a hand-made Slakh track; energy vs MIDI on demo."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from mt3x.data.slakh import read_split
 from separation.tagging.examples import (FOUR_STEM_GROUPING, GroupingError, InstrumentGrouping,
                                          LabelConfig, build_examples, cut_snippets,
                                          energy_activity, midi_activity, num_snippets)
 from separation.tagging.pipeline import label_agreement
-from tagging_fakes import FakeNote, FakeStem, FakeTrack, tone
-
-SR = 16000
+from tests.tagging.conftest import SR, StemSpec, tone, tone_stem, write_slakh_track
 
 
 def test_snippet_counts_and_cutting():
@@ -66,23 +65,27 @@ def test_groupings():
             InstrumentGrouping.parse(bad)
 
 
-def _fake_track() -> FakeTrack:
+@pytest.fixture
+def labels_track(tmp_path):
+    """A 5-second track in Slakh layout: bass sounding 0-3 s, a pipe 2-5 s whose MIDI note ends at
+    4.5 s, a rendered strings stem that is silent although its MIDI holds a note, and a piano stem
+    with MIDI but no audio (audio_rendered: false)."""
     seconds = 5.0
-    bass = tone(60.0, seconds, 0.4, start=0.0, stop=3.0)
-    flute = tone(1500.0, seconds, 0.2, start=2.0, stop=5.0)
-    silent_midi_only = np.zeros(int(seconds * SR), np.float32)
     stems = [
-        FakeStem("S00", 33, False, "Bass", bass, [FakeNote(0.0, 3.0)]),
-        FakeStem("S01", 73, False, "Pipe", flute, [FakeNote(2.0, 4.5)]),
-        FakeStem("S02", 40, False, "Strings", silent_midi_only, [FakeNote(0.0, 5.0)]),
-        FakeStem("S03", 0, False, "Piano", tone(400.0, seconds), [FakeNote(0.0, 5.0)],
-                 audio_rendered=False),
+        tone_stem(33, 35, seconds, start=0.0, stop=3.0, amplitude=0.4),
+        StemSpec(73, [(90, 2.0, 4.5)], tone(1500.0, seconds, 0.2, start=2.0, stop=5.0)),
+        StemSpec(40, [(67, 0.0, 5.0)], np.zeros(int(seconds * SR), np.float32)),
+        StemSpec(0, [(67, 0.0, 5.0)], None),
     ]
-    return FakeTrack("Track00001", stems)
+    write_slakh_track(tmp_path, "train", "Track00001", stems)
+    (track,) = read_split(tmp_path, "train")
+    return track
 
 
-def test_track_examples_label_matrices():
-    examples = build_examples([_fake_track()], label_config=LabelConfig(threshold_db=-40.0))
+def test_track_examples_label_matrices(labels_track):
+    assert [(s.inst_class, s.audio_rendered) for s in labels_track.stems] == [
+        ("Bass", True), ("Pipe", True), ("Strings", True), ("Piano", False)]
+    examples = build_examples([labels_track], label_config=LabelConfig(threshold_db=-40.0))
     assert examples.instruments == ["Bass", "Pipe", "Strings"]   # Piano was not rendered
     assert examples.features.shape == (5, len(examples.feature_names))
     energy = examples.energy_labels.astype(int).T.tolist()
@@ -92,8 +95,9 @@ def test_track_examples_label_matrices():
     assert examples.labels("both").astype(int).T.tolist()[2] == [0] * 5
     assert examples.present.all()
     assert examples.snippet_index.tolist() == [0, 1, 2, 3, 4]
+    assert examples.track_ids.tolist() == ["Track00001"] * 5
     # Columns fixed by another split: unknown groups are dropped, absent ones stay all-off.
-    other = build_examples([_fake_track()], instruments=["Drums", "Bass"])
+    other = build_examples([labels_track], instruments=["Drums", "Bass"])
     assert other.energy_labels[:, 0].sum() == 0 and not other.present[:, 0].any()
     assert other.energy_labels[:, 1].tolist() == [1, 1, 1, 0, 0]
     agreement = label_agreement(examples)

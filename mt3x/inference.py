@@ -1,0 +1,549 @@
+"""Audio -> notes -> multi-track MIDI with a trained MT3 model.
+
+    >>> transcriber = load_transcriber('runs/demo')            # a train_mt3 workdir
+    >>> result = transcriber.transcribe(audio)                 # f32[samples] @ 16 kHz
+    >>> write_midi(result.note_sequence, 'song.mid')
+    >>> transcribe_files(['a.flac', 'b.wav'], checkpoint='runs/demo', out_dir='out')
+
+Pipeline: the waveform is cut into MT3's 128-sample frames and non-overlapping 256-frame
+segments (2.048 s; the last one zero-padded), segments of every file are decoded together in
+fixed-size batches by one jitted `Mt3Model.predict` (encoder + cached greedy decoding; the last
+batch is padded, so the step compiles once), the tokens of each file are stitched into one
+NoteSequence by MT3's decoding state machine (`mt3x.codec.tokens_to_note_sequence`), and the
+notes are written as a MIDI file with one named General MIDI instrument per program (drums on
+channel 10).
+
+A checkpoint is a `train_mt3` work directory (or its `checkpoints/` folder, or one
+`checkpoints/<step>` folder): the model's configuration is read from `mt3x_model.json` beside
+the checkpoints (see `save_model_spec`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import jax
+import note_seq
+import numpy as np
+
+from mt3x.errors import Mt3xError
+from mt3x.fileutil import atomic_path
+
+SAMPLE_RATE = 16000
+HOP_WIDTH = 128
+FRAMES_PER_SEGMENT = 256
+SEGMENT_SECONDS = FRAMES_PER_SEGMENT * HOP_WIDTH / SAMPLE_RATE  # 2.048 s
+MIN_AUDIO_SECONDS = 0.1
+SILENCE_PEAK = 1e-4  # -80 dBFS
+MODEL_SPEC_FILE = "mt3x_model.json"
+MODEL_SPEC_FORMAT = "mt3x-model/1"
+
+
+class TranscriptionError(Mt3xError):
+    """Audio that cannot be transcribed (too short, silent) or an unusable checkpoint/model."""
+
+
+# ---- model spec (which network a checkpoint holds) --------------------------------------------
+def model_spec(model: Any, vocab: str) -> dict[str, Any]:
+    """The JSON-able description of an `Mt3Model` that `model_from_spec` rebuilds."""
+    return {"format": MODEL_SPEC_FORMAT, "vocab": vocab,
+            "config": dataclasses.asdict(model.config), "inputs": model.inputs,
+            "z_loss": model.z_loss, "label_smoothing": model.label_smoothing,
+            "loss_normalization": model.loss_normalization,
+            "max_decode_length": model.max_decode_length}
+
+
+def save_model_spec(workdir: str | os.PathLike, model: Any, vocab: str) -> Path:
+    """Writes `<workdir>/mt3x_model.json` (atomically); returns its path."""
+    path = Path(workdir) / MODEL_SPEC_FILE
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(model_spec(model, vocab), indent=1) + "\n")
+    return path
+
+
+def model_from_spec(spec: dict[str, Any], *, max_decode_length: int | None = None,
+                    source: str = "model spec") -> tuple[Any, str]:
+    """(Mt3Model, vocab name) from a `model_spec` dict; `source` names the file in errors."""
+    from mt3x.models import Mt3Model, T5Config
+
+    if not isinstance(spec, dict) or spec.get("format") != MODEL_SPEC_FORMAT:
+        raise TranscriptionError(f"{source}: not an mt3x model spec (expected 'format': "
+                                 f"{MODEL_SPEC_FORMAT!r})")
+    try:
+        config = T5Config(**spec["config"])
+        model = Mt3Model(config, inputs=spec["inputs"], z_loss=spec["z_loss"],
+                         label_smoothing=spec["label_smoothing"],
+                         loss_normalization=spec["loss_normalization"],
+                         max_decode_length=max_decode_length or spec["max_decode_length"])
+    except (KeyError, TypeError) as err:
+        raise TranscriptionError(f"{source}: malformed model spec ({err!r})") from err
+    return model, str(spec["vocab"])
+
+
+def check_vocab(model: Any, vocab: str) -> None:
+    """Raises TranscriptionError unless the model's logit width fits the codec vocabulary."""
+    from mt3x import codec
+
+    try:
+        width = codec.get_config(vocab).vocabulary.num_embeddings
+    except (KeyError, ValueError) as err:
+        raise TranscriptionError(f"vocab {vocab!r} is unknown: {err}") from err
+    if model.config.vocab_size != width:
+        raise TranscriptionError(
+            f"model vocab_size {model.config.vocab_size} does not match the {vocab!r} "
+            f"vocabulary ({width} ids); use vocab='ismir2021' with 1664 or 'mt3' with 1536")
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike) -> tuple[Path, Path, int | None]:
+    """(run workdir, checkpoints dir, step or None for the latest) of a checkpoint path.
+
+    Accepts a `train_mt3` workdir, its `checkpoints/` folder or one `checkpoints/<step>` folder.
+    """
+    path = Path(checkpoint).absolute()
+    if not path.exists():
+        raise TranscriptionError(f"checkpoint {path} does not exist")
+    if not path.is_dir():
+        raise TranscriptionError(f"checkpoint {path} is a file; expected a train_mt3 work "
+                                 "directory (holding checkpoints/ and mt3x_model.json)")
+    if (path / "checkpoints").is_dir():
+        return path, path / "checkpoints", None
+    if path.name.isdigit() and (path / "state").exists():
+        return path.parent.parent, path.parent, int(path.name)
+    if any(child.name.isdigit() for child in path.iterdir()):
+        return path.parent, path, None
+    raise TranscriptionError(
+        f"checkpoint {path} holds no checkpoints (expected checkpoints/<step>/ as written by "
+        "train_mt3 / launch/train.py)")
+
+
+def load_model_and_params(checkpoint: str | os.PathLike, *, model: Any = None,
+                          vocab: str | None = None, step: int | None = None,
+                          partitioner: Any = None, max_decode_length: int | None = None
+                          ) -> tuple[Any, Any, str, int]:
+    """Restores a checkpoint's params for inference.
+
+    Args:
+      checkpoint: a train_mt3 workdir, its checkpoints/ folder, or one checkpoints/<step>.
+      model: an `Mt3Model` (default: rebuilt from `mt3x_model.json` in the workdir).
+      vocab: 'mt3' or 'ismir2021' (default: from the spec, else 'mt3').
+      step: a committed step (default: the latest, or the step of a step folder).
+      partitioner: mesh for the params (default: all devices, data parallel).
+      max_decode_length: overrides the model's decode length.
+
+    Returns:
+      (model, params (sharded, unboxed), vocab, step).
+
+    Raises:
+      TranscriptionError / CheckpointError: missing, partial or mismatching checkpoint.
+    """
+    from mt3x.trainer import Partitioner
+    from mt3x.trainer.checkpoints import Checkpointer
+
+    workdir, ckpt_dir, step_in_path = resolve_checkpoint(checkpoint)
+    step = step if step is not None else step_in_path
+    spec_path = workdir / MODEL_SPEC_FILE
+    if model is None:
+        if not spec_path.is_file():
+            raise TranscriptionError(
+                f"checkpoint {workdir} has no {MODEL_SPEC_FILE}, so its model configuration is "
+                "unknown; pass the model explicitly (e.g. --model_config small_cpu)")
+        try:
+            spec = json.loads(spec_path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise TranscriptionError(f"{spec_path}: unreadable model spec ({err})") from err
+        model, spec_vocab = model_from_spec(spec, max_decode_length=max_decode_length,
+                                            source=str(spec_path))
+        vocab = vocab or spec_vocab
+    elif max_decode_length:
+        model = dataclasses_replace_model(model, max_decode_length=max_decode_length)
+    vocab = vocab or "mt3"
+    check_vocab(model, vocab)
+    partitioner = partitioner or Partitioner()
+    shapes = {"encoder_input_tokens": jax.ShapeDtypeStruct(
+        (partitioner.data_size, FRAMES_PER_SEGMENT, HOP_WIDTH), np.float32)}
+    abstract = partitioner.abstract_params(model.init, shapes)
+    checkpointer = Checkpointer(ckpt_dir, read_only=True)
+    try:
+        step = checkpointer._require_step(step)  # clear errors for empty / partial directories
+        params = checkpointer.restore_params(abstract, step)
+    finally:
+        checkpointer.close()
+    return model, params, vocab, step
+
+
+def dataclasses_replace_model(model: Any, **changes: Any) -> Any:
+    """A copy of an `Mt3Model` with constructor arguments replaced (e.g. max_decode_length)."""
+    from mt3x.models import Mt3Model
+
+    kwargs = dict(inputs=model.inputs, z_loss=model.z_loss,
+                  label_smoothing=model.label_smoothing,
+                  loss_normalization=model.loss_normalization,
+                  max_decode_length=model.max_decode_length, decoder=model.decoder,
+                  logical_axis_rules=model.logical_axis_rules)
+    kwargs.update(changes)
+    return Mt3Model(model.config, **kwargs)
+
+
+# ---- audio -> segments -------------------------------------------------------------------------
+def check_audio(audio: np.ndarray, *, source: str = "audio") -> np.ndarray:
+    """Returns `audio` as float32[samples]; raises TranscriptionError when it is too short,
+    silent or not finite. `source` names the file in the message."""
+    audio = np.asarray(audio, np.float32)
+    if audio.ndim != 1:
+        raise TranscriptionError(f"{source}: expected mono audio f32[samples], got shape "
+                                 f"{audio.shape}")
+    if audio.size < MIN_AUDIO_SECONDS * SAMPLE_RATE:
+        raise TranscriptionError(
+            f"{source}: audio is too short ({audio.size / SAMPLE_RATE:.3f} s); need at least "
+            f"{MIN_AUDIO_SECONDS} s")
+    if not np.all(np.isfinite(audio)):
+        raise TranscriptionError(f"{source}: audio holds NaN or Inf samples")
+    peak = float(np.max(np.abs(audio)))
+    if peak < SILENCE_PEAK:
+        raise TranscriptionError(
+            f"{source}: audio is silent (peak {peak:.2e} < {SILENCE_PEAK:g}, i.e. below -80 "
+            "dBFS); nothing to transcribe")
+    return audio
+
+
+def audio_to_segments(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cuts 16 kHz audio into MT3's inference segments.
+
+    Args:
+      audio: float32[samples] at 16 kHz.
+
+    Returns:
+      (frames float32[num_segments, 256, 128] raw sample frames, the last segment zero-padded;
+       start_times float64[num_segments] in seconds).
+    """
+    from mt3x.audio import mt3_sample_frames
+
+    frames = mt3_sample_frames(audio)  # [n, 128], one zero frame appended as in MT3
+    count = math.ceil(frames.shape[0] / FRAMES_PER_SEGMENT)
+    padded = np.zeros((count * FRAMES_PER_SEGMENT, HOP_WIDTH), np.float32)
+    padded[:frames.shape[0]] = frames
+    starts = np.arange(count) * FRAMES_PER_SEGMENT * HOP_WIDTH / SAMPLE_RATE
+    return padded.reshape(count, FRAMES_PER_SEGMENT, HOP_WIDTH), starts
+
+
+# ---- batched decoding --------------------------------------------------------------------------
+class SegmentDecoder:
+    """Greedy-decodes segments in fixed-size batches with one jitted `model.predict`.
+
+    Args:
+      model: an `Mt3Model` (raw-audio inputs).
+      batch_size: segments per call; rounded up to a multiple of the data-parallel shards. Every
+        call has this shape (the last batch is zero-padded), so the step compiles once.
+      partitioner: the mesh the params live on (default: all devices).
+      max_decode_length: tokens per segment (default: the model's).
+    """
+
+    def __init__(self, model: Any, *, batch_size: int = 8, partitioner: Any = None,
+                 max_decode_length: int | None = None) -> None:
+        from mt3x.trainer import Partitioner
+
+        if batch_size < 1:
+            raise TranscriptionError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.partitioner = partitioner or Partitioner()
+        shards = self.partitioner.data_size
+        self.batch_size = shards * math.ceil(batch_size / shards)
+        self.max_decode_length = int(max_decode_length or model.max_decode_length)
+        self._predict = jax.jit(
+            functools.partial(model.predict, max_decode_length=self.max_decode_length),
+            out_shardings=self.partitioner.replicated)
+        self.segments_decoded = 0
+        self.decode_seconds = 0.0
+
+    def decode(self, params: Any, frames: np.ndarray) -> np.ndarray:
+        """float32[n, 256, 128] sample frames -> int32[n, max_decode_length] model ids.
+
+        `params` are the model's unboxed params, placed on this decoder's partitioner's mesh.
+        """
+        frames = np.asarray(frames, np.float32)
+        count = frames.shape[0]
+        batch = self.batch_size
+        processes, me = jax.process_count(), jax.process_index()
+        if batch % processes:
+            raise TranscriptionError(f"batch_size {batch} does not divide over "
+                                     f"{processes} processes")
+        per_host = batch // processes
+        start_time = time.perf_counter()
+        outputs = []
+        with self.partitioner.activate():
+            for start in range(0, count, batch):
+                chunk = frames[start:start + batch]
+                if chunk.shape[0] < batch:
+                    pad = np.zeros((batch - chunk.shape[0],) + chunk.shape[1:], np.float32)
+                    chunk = np.concatenate([chunk, pad])
+                local = chunk[me * per_host:(me + 1) * per_host]
+                global_batch = self.partitioner.make_global_batch(
+                    {"encoder_input_tokens": local})
+                outputs.append(self._predict(params, global_batch))  # dispatched async
+            tokens = [np.asarray(jax.device_get(out)) for out in outputs]
+        self.decode_seconds += time.perf_counter() - start_time
+        self.segments_decoded += count
+        if not tokens:
+            return np.zeros((0, self.max_decode_length), np.int32)
+        return np.concatenate(tokens)[:count].astype(np.int32)
+
+
+def tokens_to_notes(tokens: np.ndarray, start_times: Sequence[float], vocab: str) -> Any:
+    """Stitches one file's segments: int32[segments, length] model ids + start times (s) ->
+    `mt3x.codec.DecodeResult` (note_sequence, invalid_events, dropped_events)."""
+    from mt3x.codec import tokens_to_note_sequence
+
+    return tokens_to_note_sequence(list(zip(start_times, tokens)), vocab, from_model_ids=True)
+
+
+@dataclasses.dataclass
+class Transcription:
+    """One transcribed file or waveform.
+
+    note_sequence: the notes (seconds; program / is_drum per note).
+    invalid_events, dropped_events: MT3's decoding counters.
+    num_segments: 2.048 s segments decoded.
+    audio_seconds: length of the audio.
+    """
+
+    note_sequence: note_seq.NoteSequence
+    invalid_events: int
+    dropped_events: int
+    num_segments: int
+    audio_seconds: float
+
+
+class Transcriber:
+    """A model with restored params, ready to transcribe waveforms (see `load_transcriber`)."""
+
+    def __init__(self, model: Any, params: Any, *, vocab: str = "mt3", batch_size: int = 8,
+                 partitioner: Any = None, step: int | None = None) -> None:
+        check_vocab(model, vocab)
+        self.model = model
+        self.vocab = vocab
+        self.params = params
+        self.step = step
+        self.decoder = SegmentDecoder(model, batch_size=batch_size, partitioner=partitioner)
+
+    def transcribe_many(self, audios: Sequence[np.ndarray],
+                        names: Sequence[str] | None = None) -> list[Transcription]:
+        """Transcribes several 16 kHz waveforms, batching their segments together.
+
+        Raises:
+          TranscriptionError: a waveform is too short, silent or not finite (named by `names`).
+        """
+        names = list(names) if names is not None else [f"audio[{i}]" for i in range(len(audios))]
+        checked = [check_audio(a, source=n) for a, n in zip(audios, names)]
+        cut = [audio_to_segments(a) for a in checked]
+        if not cut:
+            return []
+        tokens = self.decoder.decode(self.params,
+                                     np.concatenate([frames for frames, _ in cut]))
+        results, offset = [], 0
+        for audio, (frames, starts) in zip(checked, cut):
+            file_tokens = tokens[offset:offset + len(frames)]
+            offset += len(frames)
+            decoded = tokens_to_notes(file_tokens, starts, self.vocab)
+            results.append(Transcription(decoded.note_sequence, decoded.invalid_events,
+                                         decoded.dropped_events, len(frames),
+                                         audio.size / SAMPLE_RATE))
+        return results
+
+    def transcribe(self, audio: np.ndarray) -> Transcription:
+        """Transcribes one float32[samples] waveform at 16 kHz."""
+        return self.transcribe_many([audio])[0]
+
+
+def load_transcriber(checkpoint: str | os.PathLike, *, model: Any = None,
+                     vocab: str | None = None, step: int | None = None, batch_size: int = 8,
+                     max_decode_length: int | None = None, partitioner: Any = None
+                     ) -> Transcriber:
+    """A Transcriber from a checkpoint (see `load_model_and_params` for the arguments)."""
+    from mt3x.trainer import Partitioner
+
+    partitioner = partitioner or Partitioner()
+    model, params, vocab, step = load_model_and_params(
+        checkpoint, model=model, vocab=vocab, step=step, partitioner=partitioner,
+        max_decode_length=max_decode_length)
+    return Transcriber(model, params, vocab=vocab, batch_size=batch_size,
+                       partitioner=partitioner, step=step)
+
+
+# ---- output ------------------------------------------------------------------------------------
+def instrument_name(program: int, is_drum: bool) -> str:
+    """General MIDI name of a program ('Drums' for drum tracks)."""
+    import pretty_midi
+
+    return "Drums" if is_drum else pretty_midi.program_to_instrument_name(int(program))
+
+
+def note_sequence_to_pretty_midi(ns: note_seq.NoteSequence) -> Any:
+    """One pretty_midi Instrument per (program, is_drum), named by its General MIDI name.
+
+    pretty_midi writes drum instruments on MIDI channel 10 (index 9) and gives the others the
+    remaining channels.
+    """
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(resolution=220, initial_tempo=120.0)
+    tracks: dict[tuple[bool, int], Any] = {}
+    for note in sorted(ns.notes, key=lambda n: (n.start_time, n.pitch)):
+        key = (bool(note.is_drum), 0 if note.is_drum else int(note.program))
+        if key not in tracks:
+            tracks[key] = pretty_midi.Instrument(program=key[1], is_drum=key[0],
+                                                 name=instrument_name(key[1], key[0]))
+        velocity = int(np.clip(note.velocity or 100, 1, 127))
+        tracks[key].notes.append(pretty_midi.Note(velocity=velocity, pitch=int(note.pitch),
+                                                  start=float(note.start_time),
+                                                  end=float(max(note.end_time,
+                                                                note.start_time + 0.01))))
+    pm.instruments = [tracks[key] for key in sorted(tracks)]
+    return pm
+
+
+def write_midi(ns: note_seq.NoteSequence, path: str | os.PathLike) -> Path:
+    """Writes a multi-track MIDI file (atomically); returns its path."""
+    pm = note_sequence_to_pretty_midi(ns)
+    with atomic_path(path) as tmp:
+        pm.write(str(tmp))
+    return Path(path)
+
+
+def plot_notes(ns: note_seq.NoteSequence, path: str | os.PathLike, *,
+               title: str | None = None) -> Path:
+    """Piano roll of an estimate without a reference: one colour per instrument (PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch, Rectangle
+
+    fig = Figure(figsize=(12, 5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    keys = sorted({(bool(n.is_drum), 0 if n.is_drum else int(n.program)) for n in ns.notes})
+    colors = {key: f"C{i % 10}" for i, key in enumerate(keys)}
+    for note in ns.notes:
+        key = (bool(note.is_drum), 0 if note.is_drum else int(note.program))
+        ax.add_patch(Rectangle((note.start_time, note.pitch - 0.4),
+                               max(note.end_time - note.start_time, 0.01), 0.8,
+                               facecolor=colors[key], edgecolor="none"))
+    pitches = [n.pitch for n in ns.notes] or [60]
+    ax.set_xlim(0, max([n.end_time for n in ns.notes] + [1.0]) * 1.02)
+    ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("pitch")
+    if keys:
+        ax.legend(handles=[Patch(color=colors[k], label=instrument_name(k[1], k[0]))
+                           for k in keys], loc="upper right", fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no notes transcribed", ha="center", va="center",
+                transform=ax.transAxes)
+    ax.set_title(title or f"{len(ns.notes)} notes", loc="left", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return Path(path)
+
+
+@dataclasses.dataclass
+class FileTranscription:
+    """What `transcribe_files` wrote for one audio file."""
+
+    audio_path: Path
+    midi_path: Path
+    pianoroll_path: Path | None
+    num_notes: int
+    num_instruments: int
+    invalid_events: int
+    dropped_events: int
+    audio_seconds: float
+
+
+def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
+                     checkpoint: str | os.PathLike | None = None,
+                     out_dir: str | os.PathLike, transcriber: Transcriber | None = None,
+                     model: Any = None, vocab: str | None = None, step: int | None = None,
+                     batch_size: int = 8, max_decode_length: int | None = None,
+                     references: Sequence[note_seq.NoteSequence | None] | None = None,
+                     pianoroll: bool = True, files_per_group: int = 16
+                     ) -> list[FileTranscription]:
+    """Transcribes audio files to `<out_dir>/<stem>.mid` (+ `<stem>.png` piano roll).
+
+    Args:
+      audio_paths: audio files (any rate; resampled to 16 kHz, mixed to mono).
+      checkpoint: a train_mt3 workdir (or checkpoints dir); ignored when `transcriber` given.
+      out_dir: output folder (created).
+      transcriber: an already loaded Transcriber (skips restoring the checkpoint).
+      model, vocab, step, batch_size, max_decode_length: see `load_transcriber`.
+      references: optional reference NoteSequence per file; the piano roll then marks true
+        positives, false positives and false negatives per instrument.
+      pianoroll: write the PNGs.
+      files_per_group: files whose segments are batched together (bounds memory).
+
+    Returns:
+      one FileTranscription per file, in order.
+
+    Raises:
+      AudioError / TranscriptionError / CheckpointError naming the file or checkpoint.
+    """
+    from mt3x.audio.io import read_audio
+
+    paths = [Path(p) for p in audio_paths]
+    if references is not None and len(references) != len(paths):
+        raise TranscriptionError(f"got {len(references)} references for {len(paths)} files")
+    if transcriber is None:
+        if checkpoint is None:
+            raise TranscriptionError("transcribe_files needs a checkpoint or a transcriber")
+        transcriber = load_transcriber(checkpoint, model=model, vocab=vocab, step=step,
+                                       batch_size=batch_size,
+                                       max_decode_length=max_decode_length)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stems = _unique_stems(paths)
+    written: list[FileTranscription] = []
+    for group_start in range(0, len(paths), max(files_per_group, 1)):
+        group = list(range(group_start, min(group_start + files_per_group, len(paths))))
+        audios = [read_audio(paths[i], sample_rate=SAMPLE_RATE)[0] for i in group]
+        results = transcriber.transcribe_many(audios, [str(paths[i]) for i in group])
+        for i, result in zip(group, results):
+            ns = result.note_sequence
+            midi_path = write_midi(ns, out_dir / f"{stems[i]}.mid")
+            png = None
+            if pianoroll:
+                png = out_dir / f"{stems[i]}.png"
+                reference = references[i] if references is not None else None
+                if reference is not None:
+                    from mt3x.pianoroll import plot_transcription
+
+                    plot_transcription(reference, ns, png, title=paths[i].name)
+                else:
+                    plot_notes(ns, png, title=f"{paths[i].name}: {len(ns.notes)} notes")
+            instruments = {(n.is_drum, 0 if n.is_drum else n.program) for n in ns.notes}
+            written.append(FileTranscription(
+                audio_path=paths[i], midi_path=midi_path, pianoroll_path=png,
+                num_notes=len(ns.notes), num_instruments=len(instruments),
+                invalid_events=result.invalid_events, dropped_events=result.dropped_events,
+                audio_seconds=result.audio_seconds))
+    return written
+
+
+def _unique_stems(paths: Sequence[Path]) -> list[str]:
+    """Output names: the file stem, made unique with the parent folder name (mix.flac of several
+    Slakh tracks -> Track00001_mix) and then a counter."""
+    stems = [p.stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    stems = [f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem for p in paths]
+    seen: dict[str, int] = {}
+    unique = []
+    for stem in stems:
+        count = seen.get(stem, 0)
+        seen[stem] = count + 1
+        unique.append(stem if count == 0 else f"{stem}_{count}")
+    return unique
