@@ -167,7 +167,7 @@ def load_model_and_params(checkpoint: str | os.PathLike, *, model: Any = None,
     check_vocab(model, vocab)
     partitioner = partitioner or Partitioner()
     shapes = {"encoder_input_tokens": jax.ShapeDtypeStruct(
-        (partitioner.data_size, FRAMES_PER_SEGMENT, HOP_WIDTH), np.float32)}
+        (partitioner.data_size, segment_frames(vocab), HOP_WIDTH), np.float32)}
     abstract = partitioner.abstract_params(model.init, shapes)
     checkpointer = Checkpointer(ckpt_dir, read_only=True)
     try:
@@ -213,24 +213,33 @@ def check_audio(audio: np.ndarray, *, source: str = "audio") -> np.ndarray:
     return audio
 
 
-def audio_to_segments(audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def segment_frames(vocab: str) -> int:
+    """Frames per segment of a vocabulary preset (256 for 'mt3', 512 for 'ismir2021')."""
+    from mt3x import codec
+
+    return int(codec.get_config(vocab).inputs_length)
+
+
+def audio_to_segments(audio: np.ndarray, frames_per_segment: int = FRAMES_PER_SEGMENT
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Cuts 16 kHz audio into MT3's inference segments.
 
     Args:
       audio: float32[samples] at 16 kHz.
+      frames_per_segment: 256 (mt3) or 512 (ismir2021).
 
     Returns:
-      (frames float32[num_segments, 256, 128] raw sample frames, the last segment zero-padded;
-       start_times float64[num_segments] in seconds).
+      (frames float32[num_segments, frames_per_segment, 128] raw sample frames, the last segment
+       zero-padded; start_times float64[num_segments] in seconds).
     """
     from mt3x.audio import mt3_sample_frames
 
     frames = mt3_sample_frames(audio)  # [n, 128], one zero frame appended as in MT3
-    count = math.ceil(frames.shape[0] / FRAMES_PER_SEGMENT)
-    padded = np.zeros((count * FRAMES_PER_SEGMENT, HOP_WIDTH), np.float32)
+    count = math.ceil(frames.shape[0] / frames_per_segment)
+    padded = np.zeros((count * frames_per_segment, HOP_WIDTH), np.float32)
     padded[:frames.shape[0]] = frames
-    starts = np.arange(count) * FRAMES_PER_SEGMENT * HOP_WIDTH / SAMPLE_RATE
-    return padded.reshape(count, FRAMES_PER_SEGMENT, HOP_WIDTH), starts
+    starts = np.arange(count) * frames_per_segment * HOP_WIDTH / SAMPLE_RATE
+    return padded.reshape(count, frames_per_segment, HOP_WIDTH), starts
 
 
 # ---- batched decoding --------------------------------------------------------------------------
@@ -263,7 +272,7 @@ class SegmentDecoder:
         self.decode_seconds = 0.0
 
     def decode(self, params: Any, frames: np.ndarray) -> np.ndarray:
-        """float32[n, 256, 128] sample frames -> int32[n, max_decode_length] model ids.
+        """float32[n, frames, 128] sample frames -> int32[n, max_decode_length] model ids.
 
         `params` are the model's unboxed params, placed on this decoder's partitioner's mesh.
         """
@@ -330,6 +339,7 @@ class Transcriber:
         self.vocab = vocab
         self.params = params
         self.step = step
+        self.frames_per_segment = segment_frames(vocab)
         self.decoder = SegmentDecoder(model, batch_size=batch_size, partitioner=partitioner)
 
     def transcribe_many(self, audios: Sequence[np.ndarray],
@@ -341,7 +351,7 @@ class Transcriber:
         """
         names = list(names) if names is not None else [f"audio[{i}]" for i in range(len(audios))]
         checked = [check_audio(a, source=n) for a, n in zip(audios, names)]
-        cut = [audio_to_segments(a) for a in checked]
+        cut = [audio_to_segments(a, self.frames_per_segment) for a in checked]
         if not cut:
             return []
         tokens = self.decoder.decode(self.params,

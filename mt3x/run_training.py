@@ -196,7 +196,7 @@ def train_mt3(
       devices, a model that does not fit the vocabulary or the init checkpoint, ...
     """
     from mt3x import tasks
-    from mt3x.inference import check_vocab, save_model_spec
+    from mt3x.inference import check_vocab, save_model_spec, segment_frames
     from mt3x.trainer import CheckpointOptions, Partitioner, make_optimizer, train
     from mt3x.transcription_eval import TranscriptionEvaluator, load_eval_files
 
@@ -218,7 +218,7 @@ def train_mt3(
                              max_examples_per_mix=max_examples_per_mix, splits=splits)
     partitioner = Partitioner(num_partitions=num_partitions)
     per_host = batch_size // processes
-    lengths = {"inputs": 256, "targets": int(target_length)}
+    lengths = {"inputs": segment_frames(vocab), "targets": int(target_length)}
 
     def train_batches(data_seed: int):
         return tasks.make_train_batches(
@@ -238,7 +238,8 @@ def train_mt3(
         eval_task = names["eval_train" if eval_split == "train" else eval_split]
         evaluators.append(TranscriptionEvaluator(
             model=mt3_model, vocab=vocab, partitioner=partitioner,
-            files=lambda: load_eval_files(eval_task, max_files=eval_max_files),
+            files=lambda: load_eval_files(eval_task, max_files=eval_max_files,
+                                          frames_per_segment=segment_frames(vocab)),
             batch_size=eval_batch_size or batch_size,
             max_decode_length=eval_decode_length or target_length))
     if keep_best and not evaluate:
@@ -312,7 +313,7 @@ def evaluate_mt3(
       plus 'Invalid events', 'Dropped events', 'Estimated notes' (per file) and 'Files'.
     """
     from mt3x.fileutil import atomic_path
-    from mt3x.inference import load_model_and_params
+    from mt3x.inference import load_model_and_params, segment_frames
     from mt3x.trainer import Partitioner
     from mt3x.transcription_eval import TranscriptionEvaluator, load_eval_files
 
@@ -327,7 +328,8 @@ def evaluate_mt3(
     task = names["eval_train" if split == "train" else split]
     evaluator = TranscriptionEvaluator(
         model=mt3_model, vocab=vocab, partitioner=partitioner, batch_size=batch_size,
-        files=load_eval_files(task, max_files=max_files))
+        files=load_eval_files(task, max_files=max_files,
+                              frames_per_segment=segment_frames(vocab)))
     scores = evaluator.scores(params)
     scores["Files"] = float(len(evaluator.last_results))
     if output_dir is not None and jax.process_index() == 0:

@@ -74,14 +74,15 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def group_segments(segments: Sequence[Mapping[str, Any]], *,
-                   max_files: int | None = None) -> list[EvalFile]:
+def group_segments(segments: Sequence[Mapping[str, Any]], *, max_files: int | None = None,
+                   frames_per_segment: int = FRAMES_PER_SEGMENT) -> list[EvalFile]:
     """Groups eval-task segments (`mt3x.tasks.eval_segments` dicts) into files, in file order.
 
     Args:
       segments: dicts with inputs f32[<=256, 128], start_time, segment_index, id or track_id,
         sequence (serialized reference on segment 0).
       max_files: keep at most this many files (the first ones).
+      frames_per_segment: the task's input length (256 for 'mt3', 512 for 'ismir2021').
     """
     by_file: dict[str, list[Mapping[str, Any]]] = {}
     for seg in segments:
@@ -102,7 +103,7 @@ def group_segments(segments: Sequence[Mapping[str, Any]], *,
             raise EvaluationError(
                 f"eval file {key}: inputs have depth {depth}; the transcription evaluator needs "
                 f"raw sample frames ({HOP_WIDTH}), i.e. tasks registered with inputs='frames'")
-        frames = np.zeros((len(segs), FRAMES_PER_SEGMENT, HOP_WIDTH), np.float32)
+        frames = np.zeros((len(segs), frames_per_segment, HOP_WIDTH), np.float32)
         for i, seg in enumerate(segs):
             x = np.asarray(seg["inputs"], np.float32)
             frames[i, :x.shape[0]] = x
@@ -113,8 +114,8 @@ def group_segments(segments: Sequence[Mapping[str, Any]], *,
     return files
 
 
-def load_eval_files(task_name: str, *, split: str = "eval",
-                    max_files: int | None = None) -> list[EvalFile]:
+def load_eval_files(task_name: str, *, split: str = "eval", max_files: int | None = None,
+                    frames_per_segment: int = FRAMES_PER_SEGMENT) -> list[EvalFile]:
     """The files of a registered inference-evaluation task (see `group_segments`).
 
     Raises:
@@ -122,7 +123,8 @@ def load_eval_files(task_name: str, *, split: str = "eval",
     """
     from mt3x import tasks
 
-    files = group_segments(tasks.eval_segments(task_name, split), max_files=max_files)
+    files = group_segments(tasks.eval_segments(task_name, split), max_files=max_files,
+                           frames_per_segment=frames_per_segment)
     if not files:
         raise EvaluationError(f"eval task {task_name!r} (split {split!r}) has no files")
     return files

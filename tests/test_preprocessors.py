@@ -7,11 +7,8 @@ import numpy as np
 import pytest
 import seqio
 import tensorflow as tf
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mt3x import preprocessors as pp
-from mt3x import task_tokens
 from mt3x.codec import decoding, event_index, run_length
 from mt3x.codec.segments import tokenize_note_sequence
 from mt3x.feature_converters import ContinuousInputsEncDecFeatureConverter
@@ -19,7 +16,6 @@ from mt3x.task_codec import get_pipeline_codec
 from mt3x.task_vocab import CodecVocabulary
 
 MT3 = get_pipeline_codec("mt3")
-LAYOUT = MT3.layout
 CODEC = MT3.codec
 
 
@@ -27,44 +23,21 @@ def ev(kind: str, value: int) -> int:
     return CODEC.encode(kind, value)
 
 
-SHIFT = ev("shift", 1)
-
-
-# ----------------------------------------------------------------------------- layout / RLE
+# ----------------------------------------------------------------------------- layout
 
 
 def test_layout_matches_mt3_codec():
     # shift 0..1000 | pitch 128 | velocity 2 | tie 1 | program 128 | drum 128 = 1388 classes.
-    assert LAYOUT.shift == (0, 1000)
-    assert LAYOUT.pitch == (1001, 1128)
-    assert LAYOUT.velocity == (1129, 1130)
-    assert LAYOUT.tie == 1131
-    assert LAYOUT.program == (1132, 1259)
-    assert LAYOUT.drum == (1260, 1387)
-    assert LAYOUT.num_classes == 1388
-
-
-def test_run_length_encode_golden():
-    p60, p62 = ev("pitch", 60), ev("pitch", 62)
-    tokens = [p60, SHIFT, SHIFT, SHIFT, p62, SHIFT, p60, p62, SHIFT, SHIFT]
-    # Absolute step counts since the chunk start; trailing shifts dropped.
-    np.testing.assert_array_equal(task_tokens.run_length_encode_shifts(tokens, LAYOUT),
-                                  [p60, 3, p62, 4, p60, p62])
-    long = [SHIFT] * 2500 + [p60]
-    np.testing.assert_array_equal(task_tokens.run_length_encode_shifts(long, LAYOUT),
-                                  [1000, 1000, 500, p60])
-
-
-@settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from([SHIFT, SHIFT, SHIFT, ev("pitch", 60), ev("velocity", 1),
-                                 ev("program", 5), ev("tie", 0), ev("drum", 36)]),
-                max_size=300),
-       st.integers(0, 2))
-def test_run_length_encode_equals_codec(tokens, long_prefix):
-    tokens = [SHIFT] * (600 * long_prefix) + tokens
-    ours = task_tokens.run_length_encode_shifts(np.asarray(tokens, np.int32), LAYOUT)
-    reference = run_length.run_length_encode_shifts(np.asarray(tokens, np.int32), CODEC)
-    np.testing.assert_array_equal(ours, reference)
+    ranges = {name: CODEC.event_type_range(name)
+              for name in ("shift", "pitch", "velocity", "tie", "program", "drum")}
+    assert ranges == {"shift": (0, 1000), "pitch": (1001, 1128), "velocity": (1129, 1130),
+                      "tie": (1131, 1131), "program": (1132, 1259), "drum": (1260, 1387)}
+    assert CODEC.num_classes == 1388
+    assert (MT3.layout.pitch, MT3.layout.program, MT3.layout.tie) == ((1001, 1128),
+                                                                      (1132, 1259), 1131)
+    assert MT3.tie_id == 1131 and get_pipeline_codec("ismir2021").tie_id is None
+    np.testing.assert_array_equal(MT3.layout.is_shift([-1, 0, 1000, 1001]),
+                                  [False, True, True, False])
 
 
 # ----------------------------------------------------------------------------- targets
@@ -88,16 +61,20 @@ def test_extract_target_sequence_equals_codec_and_has_tie_section():
     out = MT3.tokenize(ns.SerializeToString(), times, True)
     ref_indexed = tokenize_note_sequence(ns, times, MT3.config, is_training=True)
     for start, end in [(0, 256), (150, 406), (125, 126), (300, len(times))]:
-        ours = task_tokens.extract_target_sequence(
+        # The pipeline holds the chunk's frames only; the codec call takes the whole file.
+        ours = pp.chunk_target_sequence(
             out["targets"], out["input_event_start_indices"][start:end],
             out["input_event_end_indices"][start:end], out["state_events"],
             out["input_state_event_indices"][start:end], MT3.tie_id)
         reference = event_index.extract_target_sequence(ref_indexed, start, end,
                                                         state_events_end_token=MT3.tie_id)
         np.testing.assert_array_equal(ours, reference)
+    no_frames = np.zeros([0], np.int32)
+    assert pp.chunk_target_sequence(out["targets"], no_frames, no_frames, out["state_events"],
+                                    no_frames, MT3.tie_id).shape == (0,)
     # Frame 150 starts at 1.2 s: notes 60 (program 0) and 67 (program 40, onset exactly at
     # 1.2 s, not yet sounding before its onset event) -> tie section holds program 0 pitch 60.
-    chunk = task_tokens.extract_target_sequence(
+    chunk = pp.chunk_target_sequence(
         out["targets"], out["input_event_start_indices"][150:406],
         out["input_event_end_indices"][150:406], out["state_events"],
         out["input_state_event_indices"][150:406], MT3.tie_id)
@@ -124,10 +101,10 @@ def _rle_segment(ns: note_seq.NoteSequence, seconds: float) -> np.ndarray:
     """Run-length encoded targets (with tie section) of the first `seconds` of `ns`."""
     _, times = pp.audio_to_frames(np.zeros(int(seconds * 16000), np.float32))
     out = MT3.tokenize(ns.SerializeToString(), times, True)
-    tokens = task_tokens.extract_target_sequence(
+    tokens = pp.chunk_target_sequence(
         out["targets"], out["input_event_start_indices"], out["input_event_end_indices"],
         out["state_events"], out["input_state_event_indices"], MT3.tie_id)
-    return task_tokens.run_length_encode_shifts(tokens, LAYOUT)
+    return run_length.run_length_encode_shifts(tokens, CODEC)
 
 
 def _note_set(ns):
@@ -138,11 +115,12 @@ def _note_set(ns):
 def test_merge_orders_events_by_time_and_unites_ties():
     a = _note_sequence([(60, 0, 0.10, 0.50), (62, 0, 1.00, 1.20)], drums=[(36, 0.70)])
     b = _note_sequence([(48, 33, 0.05, 0.40), (50, 33, 0.60, 1.50)])
-    merged = task_tokens.merge_run_length_encoded_targets(
-        [_rle_segment(a, 2.0), _rle_segment(b, 2.0)], LAYOUT)
+    # The pipeline's merge (mix_transcription_examples without mt3_exact_merge).
+    merged = run_length.merge_run_length_encoded_targets(
+        [_rle_segment(a, 2.0), _rle_segment(b, 2.0)], CODEC, combine_tie_sections=True)
     # One (empty) tie section, then shifts strictly increasing.
     assert merged[0] == MT3.tie_id and (merged == MT3.tie_id).sum() == 1
-    shifts = merged[LAYOUT.is_shift(merged)]
+    shifts = merged[MT3.layout.is_shift(merged)]
     assert np.all(np.diff(shifts) > 0)
     final = run_length.remove_redundant_state_changes(merged, CODEC)
     result = decoding.tokens_to_note_sequence([(0.0, final)], MT3.config)
@@ -153,52 +131,6 @@ def test_merge_orders_events_by_time_and_unites_ties():
     expected = [(p if not d else 0, d, pitch, s, e if not d else round(s + 0.01, 2))
                 for p, d, pitch, s, e in expected]
     assert decoded == sorted(expected)
-
-
-def test_merge_unites_tie_sections_of_all_examples():
-    p = lambda v: ev("pitch", v)  # noqa: E731
-    g = lambda v: ev("program", v)  # noqa: E731
-    first = np.array([g(0), p(60), MT3.tie_id, 5, g(0), ev("velocity", 1), p(62)], np.int32)
-    second = np.array([g(0), p(55), g(33), p(40), MT3.tie_id, 3, ev("velocity", 1),
-                       ev("drum", 36), 0, 0], np.int32)   # trailing zeros = padding
-    merged = task_tokens.merge_run_length_encoded_targets([first, second], LAYOUT)
-    np.testing.assert_array_equal(merged, [
-        g(0), p(55), g(0), p(60), g(33), p(40), MT3.tie_id,
-        3, ev("velocity", 1), ev("drum", 36),
-        5, g(0), ev("velocity", 1), p(62)])
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.lists(st.tuples(st.integers(0, 300), st.integers(40, 80)), max_size=12),
-                min_size=1, max_size=4))
-def test_merge_without_ties_equals_mt3_merge(tracks):
-    ismir = get_pipeline_codec("ismir2021")
-    targets = []
-    for notes in tracks:
-        tokens = []
-        for step, pitch in sorted(notes):
-            if step:
-                tokens.append(step)
-            tokens += [ismir.codec.encode("velocity", 100), ismir.codec.encode("pitch", pitch)]
-        targets.append(np.asarray(tokens, np.int32))
-    width = max(len(t) for t in targets) or 1
-    padded = np.zeros([len(targets), width], np.int32)
-    for i, t in enumerate(targets):
-        padded[i, :len(t)] = t
-    ours = task_tokens.merge_run_length_encoded_targets(list(padded), ismir.layout)
-    mt3_style = run_length.merge_run_length_encoded_targets(padded, ismir.codec)
-    # Same multiset of (time, event) pairs; MT3 may order equal-time groups differently.
-    def timed(tokens):
-        out, step = [], 0
-        for t in tokens:
-            if t <= 1000:
-                step = int(t)
-            else:
-                out.append((step, int(t)))
-        return sorted(out)
-    assert timed(ours) == timed(mt3_style)
-    shifts = ours[ours <= 1000]
-    assert np.all(np.diff(shifts) > 0)
 
 
 # ----------------------------------------------------------------------------- tf stages

@@ -10,15 +10,13 @@
 (up to float32 rounding) wherever the summed squared window is nonzero (NOLA), e.g. periodic Hann
 with `n_fft / hop_length` an integer >= 2.
 
-All functions take `[..., samples]` / `[..., frames, bins]` arrays with any leading batch dims
-(on CPU, `stft` transforms a large batch a few signals at a time: `framing.map_in_steps`),
+All functions take `[..., samples]` / `[..., frames, bins]` arrays with any leading batch dims,
 compute in float32 (bfloat16/float16 inputs are upcast; spectra are complex64), and are jit-,
 vmap- and grad-able.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Union
 
 import jax
@@ -26,14 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from mt3x.audio.framing import (
-    SpectralError,
-    _check_positive_int,
-    frame,
-    map_in_steps,
-    num_frames,
-    overlap_add,
-)
+from mt3x.audio.framing import SpectralError, _check_positive_int, frame, overlap_add
 from mt3x.audio.tf_float32 import tf_hann_window
 
 WindowSpec = Union[str, np.ndarray, Array]
@@ -145,20 +136,8 @@ def stft(
             x = jnp.pad(x, widths)
         else:
             raise SpectralError(f"pad_mode: expected 'reflect' or 'constant', got {pad_mode!r}")
-    window = jnp.asarray(win)
-
-    def transform(signals: Array) -> Array:
-        frames = frame(signals, n_fft, hop_length, pad_end=pad_end)
-        return jnp.fft.rfft(frames * window, n=n_fft, axis=-1)
-
-    batch_shape = x.shape[:-1]
-    if not batch_shape:
-        return transform(x)
-    # Signals are independent: on CPU a large batch is transformed a few signals at a time.
-    items = x.reshape(math.prod(batch_shape), x.shape[-1])
-    count = num_frames(x.shape[-1], n_fft, hop_length, pad_end)
-    spectrum = map_in_steps(transform, items, count * n_fft)
-    return spectrum.reshape(*batch_shape, *spectrum.shape[1:])
+    frames = frame(x, n_fft, hop_length, pad_end=pad_end)
+    return jnp.fft.rfft(frames * jnp.asarray(win), n=n_fft, axis=-1)
 
 
 def magnitude(spec: Array) -> Array:

@@ -1,0 +1,104 @@
+"""Shared by the thin entry points in launch/: flags, multi-process start-up, gin parsing.
+
+Flags understood by every entry point:
+  --gin_file FILE           (repeatable) gin files, as paths or relative to configs/
+  --gin.NAME=VALUE          (repeatable) one binding, e.g. --gin.TRAIN_STEPS=600 or
+                            --gin.mt3x.train_mt3.batch_size=16 (VALUE is gin syntax: quote strings)
+  --gin_bindings 'A = B'    (repeatable) a binding in gin syntax
+  --workdir DIR             binds the macro MODEL_DIR (train) / EVAL_OUTPUT_DIR (eval)
+  --coordinator_address HOST:PORT, --num_processes N, --process_id I
+                            start jax.distributed (also read from JAX_COORDINATOR_ADDRESS,
+                            JAX_NUM_PROCESSES, JAX_PROCESS_ID); --cpu_collectives gloo for CPUs
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--gin_file", action="append", default=[],
+                        help="gin file (path or relative to configs/); repeatable")
+    parser.add_argument("--gin_bindings", action="append", default=[],
+                        help="a gin binding such as \"TRAIN_STEPS = 100\"; repeatable")
+    parser.add_argument("--workdir", default=None, help="run / output directory")
+    parser.add_argument("--coordinator_address", default=os.environ.get("JAX_COORDINATOR_ADDRESS"))
+    parser.add_argument("--num_processes", type=int,
+                        default=int(os.environ.get("JAX_NUM_PROCESSES", "1")))
+    parser.add_argument("--process_id", type=int,
+                        default=int(os.environ.get("JAX_PROCESS_ID", "0")))
+    parser.add_argument("--cpu_collectives", default=None, choices=[None, "gloo", "mpi"],
+                        help="collectives implementation for multi-process CPU runs")
+    parser.add_argument("--print_config", action="store_true",
+                        help="print the parsed gin config and exit")
+    return parser
+
+
+def parse_flags(parser: argparse.ArgumentParser,
+                argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
+    """Parses known flags; every `--gin.NAME=VALUE` (or `--gin.NAME VALUE`) becomes a binding."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rest, gin_dotted = [], []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--gin.") and arg != "--gin.":
+            name, eq, value = arg[len("--gin."):].partition("=")
+            if not eq:
+                if i + 1 >= len(argv):
+                    parser.error(f"{arg}: missing value")
+                value, i = argv[i + 1], i + 1
+            gin_dotted.append(f"{name} = {value}")
+        else:
+            rest.append(arg)
+        i += 1
+    args = parser.parse_args(rest)
+    return args, list(args.gin_bindings) + gin_dotted
+
+
+def init_distributed(args: argparse.Namespace) -> None:
+    """Starts jax.distributed when several processes are requested (flags or env vars)."""
+    import jax
+
+    if args.cpu_collectives:
+        jax.config.update("jax_cpu_collectives_implementation", args.cpu_collectives)
+    if args.num_processes > 1 or args.coordinator_address:
+        jax.distributed.initialize(coordinator_address=args.coordinator_address,
+                                   num_processes=args.num_processes,
+                                   process_id=args.process_id)
+
+
+def parse_gin_config(gin_files: Sequence[str], bindings: Sequence[str]) -> str:
+    """Parses and finalizes the config (a `%gin.REQUIRED` macro left unbound is an error);
+    returns the config text. Raises GinConfigError."""
+    import gin
+
+    from mt3x.gin_utils import GinConfigError, parse_gin
+
+    if not gin_files:
+        raise GinConfigError("no --gin_file given; e.g. --gin_file=experiments/demo_cpu.gin")
+    text = parse_gin(gin_files, bindings)
+    try:
+        gin.finalize()
+    except ValueError as err:
+        raise GinConfigError(
+            f"invalid gin configuration: {err} (bind it with --gin.NAME=VALUE)") from err
+    return text
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for noisy in ("absl", "jax._src", "orbax", "tensorflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def quote(value: str) -> str:
+    """A Python string as a gin string literal."""
+    return repr(str(value))

@@ -1,0 +1,110 @@
+"""`mt3x-transcribe AUDIO... --checkpoint DIR --out DIR`: audio files -> multi-track MIDI.
+
+Writes `<out>/<name>.mid` (one named General MIDI instrument per program, drums on channel 10)
+and `<out>/<name>.png` (piano roll) per input file. With `--reference MIDI` per file, the piano
+roll marks true positives, false positives and false negatives per instrument, and the
+metrics are printed.
+
+The checkpoint is a work directory written by `launch/train.py` / `mt3x.run_training.train_mt3`
+(or its `checkpoints/` or `checkpoints/<step>` folder). Bad input (a missing, partial or foreign
+checkpoint; unreadable, too short or silent audio) prints `error: ...` and exits with 2; the
+other files are still transcribed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from mt3x.errors import Mt3xError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mt3x-transcribe", description=__doc__.splitlines()[0])
+    parser.add_argument("audio", nargs="+", type=Path, help="audio files (wav, flac, ...)")
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="train_mt3 work directory (or checkpoints/<step>)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default latest)")
+    parser.add_argument("--batch_size", type=int, default=8, help="segments per decoding batch")
+    parser.add_argument("--max_decode_length", type=int, default=None,
+                        help="tokens per 2.048 s segment (default: the model's)")
+    parser.add_argument("--model_config", default=None,
+                        help="network config name when the checkpoint has no mt3x_model.json")
+    parser.add_argument("--vocab", default=None, choices=[None, "mt3", "ismir2021"])
+    parser.add_argument("--reference", action="append", type=Path, default=None,
+                        help="reference MIDI for the piano roll and metrics (one per file)")
+    parser.add_argument("--no_pianoroll", action="store_true", help="skip the PNGs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except Mt3xError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mt3x.inference import load_transcriber, transcribe_files
+
+    references = None
+    if args.reference is not None:
+        from mt3x.cli.eval_midi import read_midi_note_sequence
+
+        if len(args.reference) != len(args.audio):
+            raise Mt3xError(f"--reference: got {len(args.reference)} MIDI files for "
+                            f"{len(args.audio)} audio files; give one per audio file")
+        references = [read_midi_note_sequence(p) for p in args.reference]
+    for path in args.audio:
+        if not path.is_file():
+            raise Mt3xError(f"{path}: no such audio file")
+    model = None
+    if args.model_config:
+        from mt3x.models import Mt3Model
+
+        model = Mt3Model(args.model_config)
+    start = time.perf_counter()
+    transcriber = load_transcriber(args.checkpoint, model=model, vocab=args.vocab,
+                                   step=args.step, batch_size=args.batch_size,
+                                   max_decode_length=args.max_decode_length)
+    print(f"[transcribe] checkpoint {args.checkpoint} step {transcriber.step} "
+          f"({time.perf_counter() - start:.1f} s to load)")
+    failures = 0
+    for i, path in enumerate(args.audio):
+        try:
+            start = time.perf_counter()
+            [item] = transcribe_files(
+                [path], out_dir=args.out, transcriber=transcriber,
+                references=[references[i]] if references is not None else None,
+                pianoroll=not args.no_pianoroll)
+        except Mt3xError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failures += 1
+            continue
+        seconds = time.perf_counter() - start
+        print(f"[transcribe] {path} -> {item.midi_path}: {item.num_notes} notes, "
+              f"{item.num_instruments} instruments, {item.audio_seconds:.1f} s of audio in "
+              f"{seconds:.1f} s")
+        if references is not None:
+            _print_scores(references[i], item.midi_path)
+    return 2 if failures else 0
+
+
+def _print_scores(reference, midi_path: Path) -> None:
+    from mt3x.cli.eval_midi import read_midi_note_sequence
+    from mt3x.metrics import format_table, transcription_metrics
+
+    estimate = read_midi_note_sequence(midi_path)
+    print(format_table(transcription_metrics(reference, estimate)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
