@@ -191,8 +191,12 @@ class UNetSeparator:
       n_fft, hop_length: STFT settings; n_fft // 2 must divide by 4 ** len(channels).
       channels: encoder channels per layer.
       mask: 'sigmoid' or 'softmax' (across instruments + residual).
-      magnitude_loss_weight, waveform_loss_weight: L1 on |masked STFT| - |target STFT| (mean over
-        bins, frames, instruments, batch) and L1 on the iSTFT waveforms (mean over samples ...).
+      magnitude_loss_weight, waveform_loss_weight: weights of the magnitude loss (mean over bins,
+        frames, instruments, batch of |masked STFT| - |target STFT|, see `magnitude_loss`) and of
+        the L1 loss on the iSTFT waveforms (mean over samples, instruments, batch).
+      magnitude_loss: 'l2' (squared error; its optimum is the conditional mean, an IRM-like mask)
+        or 'l1' (absolute error; its optimum is the conditional median, which for sparse stems is
+        a zero mask in most bins: with few training steps the masks collapse towards 0).
       wiener: predict() re-balances the masked magnitudes with Wiener masks across instruments.
     """
     instruments: tuple[str, ...] = ("bass", "drums", "guitar", "piano")
@@ -200,12 +204,15 @@ class UNetSeparator:
     n_fft: int = 4096
     hop_length: int = 1024
     channels: tuple[int, ...] = (48, 96, 192, 384)
-    mask: str = "sigmoid"
+    mask: str = "softmax"
     magnitude_loss_weight: float = 1.0
-    waveform_loss_weight: float = 1.0
+    waveform_loss_weight: float = 0.0
+    magnitude_loss: str = "l2"
     wiener: bool = False
 
     def __post_init__(self):
+        if self.magnitude_loss not in ("l1", "l2"):
+            raise Mt3xError(f"U-Net magnitude_loss {self.magnitude_loss!r}: expected 'l1' or 'l2'")
         check_unet_bins(self.n_fft // 2, len(self.channels))
 
     @property
@@ -234,11 +241,12 @@ class UNetSeparator:
         masks, spec = self.masks(params, batch["mixture"])
         est_spec = apply_masks(masks, spec)
         target_spec = self.stft_config.stft(batch["sources"])
-        mag_loss = jnp.mean(jnp.abs(magnitude(est_spec) - magnitude(target_spec)))
+        mag_err = magnitude(est_spec) - magnitude(target_spec)
+        mag_loss = jnp.mean(mag_err * mag_err if self.magnitude_loss == "l2" else jnp.abs(mag_err))
         estimates = self.stft_config.istft(est_spec, length=batch["mixture"].shape[-1])
         wave_loss = jnp.mean(jnp.abs(estimates - batch["sources"]))
         loss = self.magnitude_loss_weight * mag_loss + self.waveform_loss_weight * wave_loss
-        return loss, {"magnitude_l1": mag_loss, "waveform_l1": wave_loss,
+        return loss, {f"magnitude_{self.magnitude_loss}": mag_loss, "waveform_l1": wave_loss,
                       **_waveform_metrics(estimates, batch["sources"])}
 
     def predict(self, params: PyTree, batch: Batch) -> dict[str, jax.Array]:

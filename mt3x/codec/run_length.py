@@ -114,8 +114,9 @@ def merge_run_length_encoded_targets(targets: np.ndarray | Sequence[Sequence[int
       int32[m] merged codec indices. The leading step-0 events of the streams come first, the
       last stream's first; then the groups after each shift in order of the shift's value, the
       earlier stream first at equal values; a shift equal to the previous one is not repeated.
-      Streams from `run_length_encode_shifts` thus merge in time order. Other input is merged
-      as MT3's loop merges it (each shift token is read on its own, not added to the next).
+      Streams from `run_length_encode_shifts` whose counts fit one token (<= max_shift_steps)
+      thus merge in time order; other input is merged as MT3's loop merges it (each shift token
+      read on its own, not added to the next).
     """
     if isinstance(targets, np.ndarray) and targets.ndim == 2:
         tracks = [row for row in targets.astype(np.int64)]
@@ -169,45 +170,56 @@ def _merge(tracks: list[np.ndarray], codec: Codec) -> np.ndarray:
     ties), dropping that shift when it equals the previous step. A track ends at a 0 token.
     """
     max_shift = codec.max_shift_steps
-    out: list[np.ndarray] = []
-    heap: list[tuple[int, int]] = []           # (shift value of the track's next group, track)
-    bounds: list[list[int]] = []               # per track: group starts, then len(track)
+    flat = np.concatenate([np.zeros(0, np.int64), *tracks])
+    track_offsets = np.cumsum([0] + [t.size for t in tracks]).tolist()
+    is_shift = (flat >= 0) & (flat <= max_shift)
+    bounds: list[list[int]] = []               # per track: group starts in `flat`, then its end
     heads: list[list[int]] = []                # per track: first token of each group
+    for i in range(len(tracks)):
+        lo, hi = track_offsets[i], track_offsets[i + 1]
+        starts = (lo + np.flatnonzero(is_shift[lo:hi])).tolist()
+        if hi > lo and not is_shift[lo]:
+            starts.insert(0, lo)
+        bounds.append(starts + [hi])
+        heads.append(flat[starts].tolist())
+    copy_from: list[int] = []                  # the output: flat[copy_from[j]:copy_to[j]], ...
+    copy_to: list[int] = []
     next_group = [0] * len(tracks)
-    for i, track in enumerate(tracks):
-        starts = np.flatnonzero((track >= 0) & (track <= max_shift))
-        if track.size and not 0 <= track[0] <= max_shift:
-            starts = np.concatenate([[0], starts])
-        bounds.append(starts.tolist() + [track.size])
-        heads.append(track[starts].tolist())
     # Step zero: the tracks that start with events, the last track first.
     for i in reversed(range(len(tracks))):
         if heads[i] and not 0 <= heads[i][0] <= max_shift:
-            out.append(tracks[i][:bounds[i][1]])
+            copy_from.append(bounds[i][0])
+            copy_to.append(bounds[i][1])
             next_group[i] = 1
-    for i, group in enumerate(next_group):
-        if group < len(heads[i]) and heads[i][group] != 0:
-            heapq.heappush(heap, (heads[i][group], i))
+    heap = [(heads[i][g], i) for i, g in enumerate(next_group)   # (next shift value, track)
+            if g < len(heads[i]) and heads[i][g] != 0]
+    heapq.heapify(heap)
     current_step = 0
     while heap:
         step, i = heapq.heappop(heap)
         g, b = next_group[i], bounds[i]
         if step != current_step:
-            out.append(tracks[i][b[g]:b[g + 1]])
+            copy_from.append(b[g])
+            copy_to.append(b[g + 1])
             g += 1
         elif b[g + 1] > b[g] + 1:  # same step as the shift already written: events only
-            out.append(tracks[i][b[g] + 1:b[g + 1]])
+            copy_from.append(b[g] + 1)
+            copy_to.append(b[g + 1])
             g += 1
         else:
             # A repeated shift without events: MT3's loop writes the track's next group whole,
             # whatever its shift (or stops, where MT3 would read past the end of the track).
             if g + 1 < len(heads[i]):
-                out.append(tracks[i][b[g + 1]:b[g + 2]])
+                copy_from.append(b[g + 1])
+                copy_to.append(b[g + 2])
             g += 2
         current_step = step
         next_group[i] = g
         if g < len(heads[i]) and heads[i][g] != 0:
             heapq.heappush(heap, (heads[i][g], i))
-    if not out:
-        return np.zeros(0, np.int32)
-    return np.concatenate(out).astype(np.int32)
+    lo, hi = np.asarray(copy_from, np.int64), np.asarray(copy_to, np.int64)
+    lengths = hi - lo
+    # Gather all copied ranges at once: position k of range j is lo[j] + k.
+    index = np.arange(int(lengths.sum())) + np.repeat(lo - (np.cumsum(lengths) - lengths),
+                                                      lengths)
+    return flat[index].astype(np.int32)

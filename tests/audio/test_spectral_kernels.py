@@ -173,3 +173,30 @@ def test_mt3_config_and_sample_frames():
 def test_bad_arguments_raise_mt3x_errors(call):
     with pytest.raises(Mt3xError):
         call()
+
+
+@pytest.mark.parametrize("plan", [(1, 1), (1, 2), (2, 1), (3, 2)])
+def test_mt3_log_mel_in_steps_equals_one_call(plan):
+    # map_in_steps (CPU: a few segments per step) must give the one-call result bit for bit,
+    # whatever the grouping, and the same gradient up to float32 rounding.
+    from mt3x.audio.framing import cpu_step_plan, map_in_steps
+    from mt3x.audio.mt3_frontend import _segment_log_mel
+
+    config = audio.MT3_SPECTROGRAM_CONFIG
+    rng = np.random.default_rng(9)
+    segments = (0.2 * rng.standard_normal((12, 20, 128))).astype(np.float32)
+
+    def in_steps(x, plan):
+        return map_in_steps(lambda c: _segment_log_mel(c, config, "auto"), x, 20 * 2048, plan)
+
+    one_call = np.asarray(jax.jit(lambda x: _segment_log_mel(x, config, "auto"))(segments))
+    stepped = np.asarray(jax.jit(lambda x: in_steps(x, plan))(segments))
+    np.testing.assert_array_equal(stepped, one_call)
+    grads = [np.asarray(jax.jit(jax.grad(lambda x, p=p: jnp.sum(in_steps(x, p) ** 2)))(segments))
+             for p in (plan, (1, 12))]
+    # (the backward pass sums in another order: equal up to float32 rounding)
+    np.testing.assert_allclose(grads[0], grads[1], atol=1e-5 * np.abs(grads[1]).max())
+    # the automatic plan: contiguous groups, one per device when the count allows
+    assert cpu_step_plan(464, 256 * 2048) == (8, 2)  # conftest: 8 CPU devices
+    assert cpu_step_plan(29, 256 * 2048) == (1, 1)  # 29 is prime: one segment per step
+    assert cpu_step_plan(8, 256 * 2048) == (1, 8)  # one segment per device: a single step
