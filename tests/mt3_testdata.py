@@ -9,6 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jax.numpy as jnp
+import note_seq
+import numpy as np
+
+from mt3x import codec
+
 TINY_TARGET_LENGTH = 192
 TINY_DECODE_LENGTH = 48
 TINY_STEPS = 24
@@ -50,3 +56,44 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Any]:
                            **TINY_TRAIN_KWARGS)
         _CACHE["run"] = (workdir, result)
     return _CACHE["run"]
+
+
+# ---- an oracle "model" -------------------------------------------------------------------------
+def reference_notes(seconds: float = 5.0) -> note_seq.NoteSequence:
+    """Two pitched instruments with notes held across segment boundaries, plus drums."""
+    ns = note_seq.NoteSequence(ticks_per_quarter=220)
+    for i, t in enumerate(np.arange(0.1, seconds - 0.6, 0.37)):
+        ns.notes.add(pitch=48 + i % 12, velocity=100, start_time=float(t),
+                     end_time=float(t + 0.9), program=33)
+        ns.notes.add(pitch=72 - i % 7, velocity=100, start_time=float(t + 0.11),
+                     end_time=float(t + 0.3), program=0)
+        ns.notes.add(pitch=36, velocity=100, start_time=float(t + 0.2),
+                     end_time=float(t + 0.25), is_drum=True)
+    ns.total_time = seconds
+    return ns
+
+
+class OracleModel:
+    """predict() returns the token row whose index is stored in each segment's first sample."""
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.table = table
+        self.max_decode_length = table.shape[1]
+        self.config = type("Config", (), {"vocab_size": 1536})()
+
+    def predict(self, params, batch, *, max_decode_length=None):
+        ids = jnp.round(batch["encoder_input_tokens"][:, 0, 0]).astype(jnp.int32)
+        return jnp.asarray(self.table)[ids]
+
+
+def oracle_table(ns: note_seq.NoteSequence, num_samples: int, length: int = 256,
+                 empty: bool = False) -> np.ndarray:
+    """Row 0: just EOS (padding segments); row s + 1: segment s's model ids + EOS."""
+    vocabulary = codec.get_config("mt3").vocabulary
+    segments = codec.note_sequence_to_segments(ns, "mt3", num_samples=num_samples)
+    table = np.zeros((len(segments) + 1, length), np.int32)
+    table[:, 0] = 1
+    for s, seg in enumerate(segments):
+        ids = [] if empty else list(vocabulary.encode(seg.tokens))
+        table[s + 1, :len(ids) + 1] = ids + [1]
+    return table

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import gin
 import jax
-import jax.numpy as jnp
-import note_seq
 import numpy as np
 import pytest
 
 import mt3_testdata as data
-from mt3x import codec
+from mt3_testdata import OracleModel, oracle_table, reference_notes
 from mt3x.data import DatasetError
 from mt3x.run_training import RunConfigError, evaluate_mt3, train_mt3
 from mt3x.trainer import CheckpointError, Checkpointer, ShardingError
@@ -28,47 +26,7 @@ from mt3x.transcription_eval import EvalFile, TranscriptionEvaluator
 LAUNCH = Path(__file__).resolve().parent.parent / "launch"
 
 
-# ---- an oracle "model": exact metrics for the evaluator's decode -> stitch -> score path --------
-def reference_notes(seconds: float = 5.0) -> note_seq.NoteSequence:
-    """Two pitched instruments with notes held across segment boundaries, plus drums."""
-    ns = note_seq.NoteSequence(ticks_per_quarter=220)
-    for i, t in enumerate(np.arange(0.1, seconds - 0.6, 0.37)):
-        ns.notes.add(pitch=48 + i % 12, velocity=100, start_time=float(t),
-                     end_time=float(t + 0.9), program=33)
-        ns.notes.add(pitch=72 - i % 7, velocity=100, start_time=float(t + 0.11),
-                     end_time=float(t + 0.3), program=0)
-        ns.notes.add(pitch=36, velocity=100, start_time=float(t + 0.2),
-                     end_time=float(t + 0.25), is_drum=True)
-    ns.total_time = seconds
-    return ns
-
-
-class OracleModel:
-    """predict() returns the token row whose index is stored in each segment's first sample."""
-
-    def __init__(self, table: np.ndarray) -> None:
-        self.table = table
-        self.max_decode_length = table.shape[1]
-        self.config = type("Config", (), {"vocab_size": 1536})()
-
-    def predict(self, params, batch, *, max_decode_length=None):
-        ids = jnp.round(batch["encoder_input_tokens"][:, 0, 0]).astype(jnp.int32)
-        return jnp.asarray(self.table)[ids]
-
-
-def oracle_table(ns: note_seq.NoteSequence, num_samples: int, length: int = 256,
-                 empty: bool = False) -> np.ndarray:
-    """Row 0: just EOS (padding segments); row s + 1: segment s's model ids + EOS."""
-    vocabulary = codec.get_config("mt3").vocabulary
-    segments = codec.note_sequence_to_segments(ns, "mt3", num_samples=num_samples)
-    table = np.zeros((len(segments) + 1, length), np.int32)
-    table[:, 0] = 1
-    for s, seg in enumerate(segments):
-        ids = [] if empty else list(vocabulary.encode(seg.tokens))
-        table[s + 1, :len(ids) + 1] = ids + [1]
-    return table
-
-
+# ---- the evaluator's decode -> stitch -> score path, exact on an oracle -----------------------
 def test_evaluator_scores_an_oracle_perfectly_and_silence_as_zero():
     ns = reference_notes()
     num_samples = 5 * 16000
