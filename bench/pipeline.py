@@ -45,7 +45,6 @@ def gpu_examples_per_second() -> float:
 def stage_costs(root: Path, split: str, repeats: int, seed: int) -> dict[str, float]:
     """Seconds per training example spent in each stage (one thread)."""
     from mt3x import preprocessors as pp
-    from mt3x import task_tokens
     from mt3x.codec import run_length
     from mt3x.codec import vocabulary as codec_vocabulary
     from mt3x.task_codec import get_pipeline_codec
@@ -75,7 +74,7 @@ def stage_costs(root: Path, split: str, repeats: int, seed: int) -> dict[str, fl
                 t = time.perf_counter()
                 start = int(rng.integers(-255, n))
                 a, b = lo + max(start, 0), lo + min(start + 256, n)
-                chunk = task_tokens.extract_target_sequence(
+                chunk = pp.chunk_target_sequence(
                     out["targets"], out["input_event_start_indices"][a:b],
                     out["input_event_end_indices"][a:b], out["state_events"],
                     out["input_state_event_indices"][a:b], pcodec.tie_id)
@@ -83,7 +82,7 @@ def stage_costs(root: Path, split: str, repeats: int, seed: int) -> dict[str, fl
 
                 t = time.perf_counter()
                 tokens = codec_vocabulary.map_program_tokens(chunk, pcodec.codec, "full")
-                tokens = task_tokens.run_length_encode_shifts(tokens, pcodec.layout)
+                tokens = run_length.run_length_encode_shifts(tokens, pcodec.codec)
                 tokens = run_length.remove_redundant_state_changes(tokens, pcodec.codec)
                 np.append(tokens + 3, eos)
                 totals["rle"] += time.perf_counter() - t

@@ -84,7 +84,12 @@ def parse_gin_config(gin_files: Sequence[str], bindings: Sequence[str]) -> str:
 
     if not gin_files:
         raise GinConfigError("no --gin_file given; e.g. --gin_file=experiments/demo_cpu.gin")
-    text = parse_gin(gin_files, bindings)
+    quiet = _DropGinPathProbes()
+    logging.getLogger().addFilter(quiet)  # gin logs each include path it probes before the hit
+    try:
+        text = parse_gin(gin_files, bindings)
+    finally:
+        logging.getLogger().removeFilter(quiet)
     try:
         gin.finalize()
     except ValueError as err:
@@ -93,8 +98,14 @@ def parse_gin_config(gin_files: Sequence[str], bindings: Sequence[str]) -> str:
     return text
 
 
+class _DropGinPathProbes(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Path not found")
+
+
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger().setLevel(logging.INFO)  # absl may have installed the root handler
     for noisy in ("absl", "jax._src", "orbax", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

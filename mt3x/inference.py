@@ -171,8 +171,8 @@ def load_model_and_params(checkpoint: str | os.PathLike, *, model: Any = None,
     abstract = partitioner.abstract_params(model.init, shapes)
     checkpointer = Checkpointer(ckpt_dir, read_only=True)
     try:
-        step = checkpointer._require_step(step)  # clear errors for empty / partial directories
-        params = checkpointer.restore_params(abstract, step)
+        params = checkpointer.restore_params(abstract, step)  # clear errors: empty, partial, shape
+        step = step if step is not None else checkpointer.latest_step()
     finally:
         checkpointer.close()
     return model, params, vocab, step

@@ -36,7 +36,6 @@ import tensorflow as tf
 from mt3x.codec import event_index, run_length
 from mt3x.codec import vocabulary as codec_vocabulary
 from mt3x.codec.codec import Codec
-from mt3x.task_codec import TokenLayout
 
 log = logging.getLogger(__name__)
 
@@ -316,19 +315,10 @@ def map_midi_programs(ds: tf.data.Dataset, *, codec: Codec,
                                              granularity=granularity))
 
 
-def _stage_codec(codec: Codec | None, layout: TokenLayout | None) -> Codec:
-    """The codec a stage was given, directly or (older callers) as `layout.codec`."""
-    if codec is None and layout is None:
-        raise TypeError("pass codec= (the pipeline codec's Codec)")
-    return codec if codec is not None else layout.codec
-
-
-def run_length_encode_shifts(ds: tf.data.Dataset, *, codec: Codec | None = None,
-                             layout: TokenLayout | None = None) -> tf.data.Dataset:
+def run_length_encode_shifts(ds: tf.data.Dataset, *, codec: Codec) -> tf.data.Dataset:
     """Single-step shifts -> absolute step counts since the chunk start; trailing shifts dropped
-    (`mt3x.codec.run_length_encode_shifts`). `layout`: alternative to `codec` (its codec)."""
-    return _map_tokens(ds, functools.partial(run_length.run_length_encode_shifts,
-                                             codec=_stage_codec(codec, layout)))
+    (`mt3x.codec.run_length_encode_shifts`)."""
+    return _map_tokens(ds, functools.partial(run_length.run_length_encode_shifts, codec=codec))
 
 
 def remove_redundant_state_changes(ds: tf.data.Dataset, *, codec: Codec) -> tf.data.Dataset:
@@ -340,9 +330,8 @@ def remove_redundant_state_changes(ds: tf.data.Dataset, *, codec: Codec) -> tf.d
 def mix_transcription_examples(
     ds: tf.data.Dataset,
     *,
-    codec: Codec | None = None,
+    codec: Codec,
     max_examples_per_mix: int | None,
-    layout: TokenLayout | None = None,
     shuffle_buffer_size: int = 1000,
     mt3_exact_merge: bool = False,
 ) -> tf.data.Dataset:
@@ -354,14 +343,12 @@ def mix_transcription_examples(
     stripped of redundant state changes; they are merged by
     `mt3x.codec.merge_run_length_encoded_targets`, with the tie sections united into one
     (`combine_tie_sections=True`) or, with `mt3_exact_merge`, concatenated as MT3 does.
-    `layout`: alternative to `codec` (its codec).
 
     Returns examples with `inputs` f32[F, 128] (F = longest in the group) and `targets`.
     """
     if not max_examples_per_mix:
         return ds
     n_max = int(max_examples_per_mix)
-    codec = _stage_codec(codec, layout)
     seed = _next_seed()
     ds = ds.map(lambda ex: {"inputs": ex["inputs"], "targets": ex["targets"]})
     ds = ds.shuffle(max(1, shuffle_buffer_size // n_max), seed=seed)

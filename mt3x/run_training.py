@@ -78,6 +78,26 @@ def make_learning_rate(*, learning_rate: float, schedule: str = "constant",
     return learning_rate
 
 
+def demo_cpu_model() -> Any:
+    """The network of configs/experiments/demo_cpu.gin: 2 + 2 layers, width 128, 4 heads x 32,
+    MLP 256, no dropout, per-token mean loss, decoding up to 192 tokens (1.2 M parameters)."""
+    from mt3x.models import Mt3Model, get_config
+
+    config = get_config("small_cpu", emb_dim=128, num_heads=4, head_dim=32, mlp_dim=256,
+                        dropout_rate=0.0)
+    return Mt3Model(config, loss_normalization="mean", max_decode_length=192)
+
+
+def demo_cpu_settings() -> dict[str, Any]:
+    """`train_mt3` keyword arguments equal to configs/experiments/demo_cpu.gin (a test keeps them
+    in step): `train_mt3(workdir=..., dataset_root=..., **demo_cpu_settings())`."""
+    return dict(model=demo_cpu_model(), num_steps=500, batch_size=8, target_length=192,
+                optimizer="adamw", learning_rate=3e-3, lr_schedule="constant", warmup_steps=50,
+                weight_decay=0.0, in_memory_cache=True, eval_every_steps=250,
+                eval_loss_batches=2, save_every_steps=250, keep_best=1,
+                best_metric="eval/multi_instrument_f1", best_mode="max", log_every_steps=25)
+
+
 def _check_split(root: Path, split: str) -> int:
     """Number of tracks in root/split; raises DatasetError (naming the folder) when empty."""
     from mt3x.data import read_split

@@ -116,7 +116,7 @@ def test_finetune_demo_freezes_the_encoder_and_keeps_the_demo_settings():
     macro = lambda name: gin.query_parameter(f"{name}/macro.value")  # noqa: E731
     assert macro("FREEZE_PATTERNS") == ["^encoder/"]
     assert (macro("MODEL_CONFIG"), macro("BATCH_SIZE"), macro("TARGET_LENGTH"),
-            macro("OPTIMIZER")) == ("small_cpu", 8, 256, "adamw")
+            macro("OPTIMIZER")) == ("small_cpu", 8, 192, "adamw")
 
 
 def test_a_typo_names_the_file_and_line(tmp_path):
@@ -152,3 +152,18 @@ def test_launch_flags_become_bindings_and_unbound_required_macros_are_named():
     assert "TRAIN_STEPS = 7" in text
     assert gin.query_parameter("mt3x.train_mt3.seed") == 3
     assert sys.modules.get("mt3x.gin_registry") is not None
+
+
+def test_demo_cpu_gin_matches_the_python_demo_settings():
+    from mt3x import gin_registry
+    from mt3x.run_training import demo_cpu_settings
+
+    parse_with_required_bound(["experiments/demo_cpu.gin"])
+    settings = demo_cpu_settings()
+    model = gin_registry.Mt3Model()
+    assert model.config == settings.pop("model").config
+    for name, value in settings.items():
+        bound = gin.query_parameter(f"mt3x.train_mt3.{name}")
+        if isinstance(bound, gin.config.ConfigurableReference):  # a macro
+            bound = gin.query_parameter(f"{bound.config_key[0]}/macro.value")
+        assert bound == value, name

@@ -119,7 +119,7 @@ def test_resume_through_launch_train_continues_the_run(tmp_path_factory, tmp_pat
     assert data_state["consumed"] == steps                # the data position continued
     assert meta["loss_history"]["steps"] == list(range(1, steps + 1))  # history of both calls
     assert f"TRAIN_STEPS = {steps}" in meta["gin_config"]  # the operative config, per checkpoint
-    assert "mt3x.train_mt3" in (workdir / "operative_config.gin").read_text()
+    assert "train_mt3.workdir = %MODEL_DIR" in (workdir / "operative_config.gin").read_text()
 
 
 def test_finetune_restores_params_only_and_frozen_params_do_not_move(tmp_path_factory,
