@@ -55,7 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     print(describe_local(specs, args.devices_per_process), flush=True)
     if args.dry_run:
         return 0
-    code = run_processes(specs)
+    try:
+        code = run_processes(specs)
+    except LaunchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(f"[launcher] exit code {code}; logs in {log_dir}/", flush=True)
     return code
 

@@ -162,7 +162,7 @@ def load_model_and_params(checkpoint: str | os.PathLike, *, model: Any = None,
                                             source=str(spec_path))
         vocab = vocab or spec_vocab
     elif max_decode_length:
-        model = dataclasses_replace_model(model, max_decode_length=max_decode_length)
+        model = replace_model(model, max_decode_length=max_decode_length)
     vocab = vocab or "mt3"
     check_vocab(model, vocab)
     partitioner = partitioner or Partitioner()
@@ -178,7 +178,7 @@ def load_model_and_params(checkpoint: str | os.PathLike, *, model: Any = None,
     return model, params, vocab, step
 
 
-def dataclasses_replace_model(model: Any, **changes: Any) -> Any:
+def replace_model(model: Any, **changes: Any) -> Any:
     """A copy of an `Mt3Model` with constructor arguments replaced (e.g. max_decode_length)."""
     from mt3x.models import Mt3Model
 

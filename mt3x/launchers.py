@@ -204,6 +204,7 @@ def run_processes(specs: Sequence[ProcessSpec], *, out: TextIO = sys.stdout,
     signal), after stopping the others (SIGTERM, then SIGKILL after `grace_seconds`): a JAX
     job cannot continue without one of its processes, and the others would wait in a
     collective until the coordinator's heartbeat timeout. Ctrl-C stops all and returns 130.
+    Raises LaunchError (after stopping those started) when a command cannot be started.
     """
     lock = threading.Lock()
     procs: list[subprocess.Popen] = []
@@ -216,10 +217,13 @@ def run_processes(specs: Sequence[ProcessSpec], *, out: TextIO = sys.stdout,
                 spec.log_path.parent.mkdir(parents=True, exist_ok=True)
                 log = open(spec.log_path, "w", encoding="utf-8")
             logs.append(log)
-            proc = subprocess.Popen(
-                spec.argv, env={**os.environ, **spec.env}, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
-                errors="replace", start_new_session=True)
+            try:
+                proc = subprocess.Popen(
+                    spec.argv, env={**os.environ, **spec.env}, stdout=subprocess.PIPE,
+                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, bufsize=1,
+                    errors="replace", start_new_session=True)
+            except OSError as err:
+                raise LaunchError(f"cannot start {spec.argv[0]!r}: {err.strerror}") from err
             procs.append(proc)
             pump = threading.Thread(target=_pump, daemon=True,
                                     args=(proc, f"[p{spec.process_id}] ", log, out, lock))

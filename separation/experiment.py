@@ -1,38 +1,60 @@
-"""One function from a Slakh-layout folder to trained separators, a score table and stems.
+"""From a Slakh-layout folder to trained separators (checkpoints that rebuild themselves), a score
+table and listenable stems.
 
-`run_experiment(root, out_dir, ...)`:
-1. trains the context DNN layer-wise (least-squares growth + trainer steps) and the U-Net on
-   `root/train` windows (remixed across tracks, random gains);
-2. scores, on every track of `root/<eval_split>`: the mixture, IBM and IRM at each model's STFT
-   settings, the LS-initialised DNN (no gradient step), the trained DNN and the U-Net;
-3. writes `separation_scores.{md,csv}`, per-track CSV, `separation_si_sdr.png`, and the stems of the
-   first evaluation track (`stems/<method>/<instrument>.wav` + `mixture.wav`).
-This is what the README's demo command and the lead's CLI/gin entry points call.
+- `train_separators(dataset_root, workdir, config)` trains the context DNN layer-wise
+  (least-squares growth + trainer steps) and/or the U-Net on `dataset_root/train` windows
+  (remixed across tracks, random gains) and writes one separator run directory per model, each
+  with `separator.json` (see `separation.checkpoints`):
+  `workdir/dnn_ls_init/` (the least-squares-initialised DNN, no gradient step),
+  `workdir/dnn/<last stage>/` (trained DNN), `workdir/unet/`; plus `workdir/separators.json`
+  mapping 'dnn_ls_init' / 'dnn' / 'unet' to those directories (merged with an existing one, so
+  the DNN and the U-Net can be trained by separate runs into one workdir).
+- `evaluate_separators(dataset_root, split, separators, out_dir, ...)` scores the mixture, IBM and
+  IRM at each model's STFT settings and every given separator on the split; writes
+  `separation_scores.{md,csv}`, per-track CSV, `separation_si_sdr.png` and the stems of the first
+  evaluation track (`stems/<track>/<method>/<instrument>.wav` + `mixture.wav`).
+- `run_experiment(root, out_dir, config)` does both (the README's demo).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mt3x import trainer
 from mt3x.audio.io import write_audio
 from mt3x.data.slakh import read_split
-from separation import data, evaluate, separate, training
+from mt3x.errors import Mt3xError
+from mt3x.fileutil import atomic_path
+from separation import checkpoints, data, evaluate, separate, training
 from separation.model_objects import DNNSeparator, UNetSeparator
+
+LS_INIT_LABEL = "DNN, LS init"
 
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """Settings of `run_experiment` (defaults: a few minutes on 2 CPU cores for the demo set)."""
+    """Settings of training and evaluation (defaults: a few minutes on 2 CPU cores, demo set).
+
+    `models` picks what `train_separators` trains: any of 'dnn', 'unet'.
+    """
     instruments: str = "4stem"
+    models: tuple[str, ...] = ("dnn", "unet")
     sample_rate: int = 16000
     window_seconds: float = 2.0
     batch_size: int = 8
     seed: int = 0
+    dnn_n_fft: int = 256
+    dnn_hop: int = 128
+    dnn_context: int = 3
+    dnn_frame_skip: int = 1
+    dnn_activation: str = "relu"
+    dnn_loss: str = "sse"
     dnn_layers: int = 2
     dnn_ls_batches: int = 10
     dnn_steps_per_layer: int = 30
@@ -43,15 +65,40 @@ class ExperimentConfig:
     unet_channels: tuple[int, ...] = (16, 32, 64)
     unet_steps: int = 150
     unet_learning_rate: float = 1e-3
+    unet_magnitude_loss: str = "l2"
+    unet_waveform_loss_weight: float = 0.0
+    save_every_steps: int = 1000
     eval_split: str = "test"
+    eval_max_tracks: int | None = None
     eval_max_seconds: float | None = 30.0
     bss_eval: bool = True
 
 
-def run_experiment(root: str | Path, out_dir: str | Path,
-                   config: ExperimentConfig = ExperimentConfig()) -> dict[str, Any]:
-    """Trains, evaluates and writes everything under `out_dir`; returns paths and the table."""
-    root, out_dir = Path(root), Path(out_dir)
+@dataclasses.dataclass
+class TrainedSeparator:
+    """One trained separator: its row label, model, host params and run directory."""
+    label: str
+    model: Any
+    params: Any
+    directory: Path
+
+
+def train_separators(dataset_root: str | Path, workdir: str | Path,
+                     config: ExperimentConfig = ExperimentConfig(), *, gin_config: str = ""
+                     ) -> dict[str, TrainedSeparator]:
+    """Trains the configured separators; returns {'dnn_ls_init', 'dnn', 'unet'} (those trained).
+
+    Args:
+      dataset_root: a folder in Slakh2100's layout (`train/` is used).
+      workdir: run root (resumable: stages with checkpoints continue where they stopped).
+      config: the settings.
+      gin_config: operative gin text, saved next to every trainer checkpoint.
+    """
+    root, workdir = Path(dataset_root), Path(workdir)
+    unknown = set(config.models) - {"dnn", "unet"}
+    if unknown or not config.models:
+        raise Mt3xError(f"ExperimentConfig.models {config.models!r}: expected a non-empty "
+                             "subset of ('dnn', 'unet')")
     groups = data.parse_instruments(config.instruments)
     names = tuple(g.name for g in groups)
     tracks = read_split(root, "train")
@@ -62,53 +109,141 @@ def run_experiment(root: str | Path, out_dir: str | Path,
                                       window_samples=window, batch_size=config.batch_size,
                                       seed=seed)
 
-    dnn = DNNSeparator(instruments=names, sample_rate=config.sample_rate)
-    layerwise = training.train_dnn_layerwise(
-        dnn, train_data, out_dir / "runs" / "dnn", num_layers=config.dnn_layers,
-        ls_batches=config.dnn_ls_batches, steps_per_layer=config.dnn_steps_per_layer,
-        finetune_steps=config.dnn_finetune_steps, learning_rate=config.dnn_learning_rate,
-        seed=config.seed)
-    unet = UNetSeparator(instruments=names, sample_rate=config.sample_rate,
-                         n_fft=config.unet_n_fft, hop_length=config.unet_hop,
-                         channels=tuple(config.unet_channels))
-    unet_params = training.train_unet(unet, train_data, out_dir / "runs" / "unet",
-                                      num_steps=config.unet_steps,
-                                      learning_rate=config.unet_learning_rate, seed=config.seed)
+    train_kwargs = {"gin_config": gin_config,
+                    "checkpoint": trainer.CheckpointOptions(
+                        save_every_steps=config.save_every_steps)}
+    out: dict[str, TrainedSeparator] = {}
+    if "dnn" in config.models:
+        dnn = DNNSeparator(instruments=names, sample_rate=config.sample_rate,
+                           n_fft=config.dnn_n_fft, hop_length=config.dnn_hop,
+                           context=config.dnn_context, frame_skip=config.dnn_frame_skip,
+                           activation=config.dnn_activation, loss_type=config.dnn_loss)
+        layerwise = training.train_dnn_layerwise(
+            dnn, train_data, workdir / "dnn", num_layers=config.dnn_layers,
+            ls_batches=config.dnn_ls_batches, steps_per_layer=config.dnn_steps_per_layer,
+            finetune_steps=config.dnn_finetune_steps, learning_rate=config.dnn_learning_rate,
+            seed=config.seed, train_kwargs=train_kwargs)
+        ls_model, ls_params = layerwise.ls_init
+        ls_dir = checkpoints.save_params_checkpoint(workdir / "dnn_ls_init", ls_model, ls_params,
+                                                    groups=groups, seed=config.seed)
+        out["dnn_ls_init"] = TrainedSeparator(LS_INIT_LABEL, ls_model, ls_params, ls_dir)
+        model, params = layerwise.trained
+        if layerwise.final_stage is None:   # no gradient steps at all: the LS layers are final
+            final_dir = checkpoints.save_params_checkpoint(workdir / "dnn" / "ls_layers", model,
+                                                           params, groups=groups, seed=config.seed)
+        else:
+            final_dir = workdir / "dnn" / layerwise.final_stage
+            checkpoints.write_separator_json(final_dir, model, groups)
+        out["dnn"] = TrainedSeparator(f"DNN, {config.dnn_layers} layers trained", model, params,
+                                      final_dir)
+    if "unet" in config.models:
+        unet = UNetSeparator(instruments=names, sample_rate=config.sample_rate,
+                             n_fft=config.unet_n_fft, hop_length=config.unet_hop,
+                             channels=tuple(config.unet_channels),
+                             magnitude_loss=config.unet_magnitude_loss,
+                             waveform_loss_weight=config.unet_waveform_loss_weight)
+        unet_params = training.train_unet(unet, train_data, workdir / "unet",
+                                          num_steps=config.unet_steps,
+                                          learning_rate=config.unet_learning_rate,
+                                          seed=config.seed, train_kwargs=train_kwargs)
+        checkpoints.write_separator_json(workdir / "unet", unet, groups)
+        out["unet"] = TrainedSeparator("U-Net", unet, unet_params, workdir / "unet")
+    index_path = workdir / "separators.json"
+    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    index.update({key: str(sep.directory.absolute()) for key, sep in out.items()})
+    with atomic_path(index_path) as tmp:
+        tmp.write_text(json.dumps(index, indent=2) + "\n")
+    return out
 
-    def model_estimator(model, params):
-        return lambda mix, src: separate.separate_with_model(model, params, mix)
 
+def _folder_name(method: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", method).strip("_")
+
+
+def evaluate_separators(dataset_root: str | Path, split: str,
+                        separators: Sequence[tuple[str, Any, Any]], out_dir: str | Path, *,
+                        instruments: str | Sequence[data.InstrumentGroup] | None = None, max_tracks: int | None = None,
+                        max_seconds: float | None = 30.0, bss_eval: bool = True,
+                        stems_of_first_track: bool = True) -> dict[str, Any]:
+    """Scores the framing rows and every separator on `dataset_root/split`.
+
+    Args:
+      separators: (row label, model, host params); all must share instruments and sample rate.
+      instruments: the instrument groups of the targets, or their spec string (as the models were
+        trained with; the group names must equal the separators' instrument names).
+      max_tracks: evaluate the first this many tracks (sorted by id); max_seconds: truncate each.
+    Returns: {'table': markdown, 'rows', 'paths'}.
+    """
+    if not separators:
+        raise Mt3xError("evaluate_separators: no separators given")
+    first = separators[0][1]
+    names, rate = tuple(first.instruments), first.sample_rate
+    for label, model, _ in separators:
+        if tuple(model.instruments) != names or model.sample_rate != rate:
+            raise Mt3xError(
+                f"separator {label!r} has instruments {model.instruments} at {model.sample_rate} "
+                f"Hz; the first has {names} at {rate} Hz: evaluate models of one target set")
+    if instruments is None:
+        raise Mt3xError("evaluate_separators: pass the instrument groups (or spec) of the targets")
+    groups = (data.parse_instruments(instruments) if isinstance(instruments, str)
+              else tuple(instruments))
+    if tuple(g.name for g in groups) != names:
+        raise Mt3xError(f"instrument spec {instruments!r} names {[g.name for g in groups]}; "
+                             f"the separators separate {list(names)}")
+    out_dir = Path(out_dir)
     estimators: dict[str, evaluate.Estimator] = {}
-    for label, est in evaluate.oracle_estimators(dnn.stft_config).items():
-        estimators[label if label == "mixture" else f"{label} (n_fft {dnn.n_fft})"] = est
-    for label, est in evaluate.oracle_estimators(unet.stft_config).items():
-        if label != "mixture":
-            estimators[f"{label} (n_fft {unet.n_fft})"] = est
-    estimators["DNN, LS init"] = model_estimator(*layerwise.ls_init)
-    estimators[f"DNN, {config.dnn_layers} layers trained"] = model_estimator(*layerwise.trained)
-    estimators["U-Net"] = model_estimator(unet, unet_params)
-
-    eval_tracks = read_split(root, config.eval_split)
-    examples = list(data.evaluation_examples(eval_tracks, groups, config.sample_rate,
-                                             max_seconds=config.eval_max_seconds))
-    scores = evaluate.score_tracks(estimators, examples, names, config.sample_rate,
-                                   bss_eval=config.bss_eval)
+    stfts = list(dict.fromkeys(m.stft_config for _, m, _ in separators))
+    for label, est in evaluate.oracle_estimators(stfts[0]).items():
+        if label == "mixture":
+            estimators[label] = est
+    for stft in stfts:
+        for label, est in evaluate.oracle_estimators(stft).items():
+            if label != "mixture":
+                estimators[f"{label} (n_fft {stft.n_fft})"] = est
+    for label, model, params in separators:
+        estimators[label] = (lambda m, p: lambda mix, src: separate.separate_with_model(m, p, mix)
+                             )(model, params)
+    tracks = read_split(dataset_root, split)
+    if max_tracks is not None:
+        tracks = tracks[:max_tracks]
+    examples = list(data.evaluation_examples(tracks, groups, rate, max_seconds=max_seconds))
+    scores = evaluate.score_tracks(estimators, examples, names, rate, bss_eval=bss_eval)
     rows = evaluate.summarize_scores(scores)
     paths = evaluate.write_table(rows, scores, out_dir)
     paths["chart"] = evaluate.write_bar_chart(rows, out_dir / "separation_si_sdr.png")
+    if stems_of_first_track:
+        track_id, mixture, sources = examples[0]
+        stem_dir = out_dir / "stems" / track_id
+        write_audio(stem_dir / "mixture.wav", mixture, rate)
+        for method, est_fn in estimators.items():
+            if method.startswith("IBM"):
+                continue
+            est = est_fn(mixture, sources)
+            for j, name in enumerate(names):
+                write_audio(stem_dir / _folder_name(method) / f"{name}.wav",
+                            np.clip(est[j], -1, 1), rate)
+        paths["stems"] = stem_dir
+    return {"table": evaluate.markdown_table(rows), "rows": rows,
+            "paths": {k: str(v) for k, v in paths.items()}}
 
-    track_id, mixture, sources = examples[0]
-    stem_dir = out_dir / "stems" / track_id
-    write_audio(stem_dir / "mixture.wav", mixture, config.sample_rate)
-    for method in ("mixture", f"IRM (n_fft {dnn.n_fft})", "DNN, LS init",
-                   f"DNN, {config.dnn_layers} layers trained", "U-Net"):
-        est = estimators[method](mixture, sources)
-        folder = stem_dir / method.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
-        for j, name in enumerate(names):
-            write_audio(folder / f"{name}.wav", np.clip(est[j], -1, 1), config.sample_rate)
-    summary = {"table": evaluate.markdown_table(rows), "paths": {k: str(v) for k, v in paths.items()},
-               "stage_losses": layerwise.stage_losses, "config": dataclasses.asdict(config)}
-    (out_dir / "experiment.json").write_text(json.dumps(summary, indent=2))
+
+def run_experiment(root: str | Path, out_dir: str | Path,
+                   config: ExperimentConfig = ExperimentConfig(), *, gin_config: str = ""
+                   ) -> dict[str, Any]:
+    """Trains (under out_dir/runs), evaluates and writes everything under `out_dir`."""
+    out_dir = Path(out_dir)
+    trained = train_separators(root, out_dir / "runs", config, gin_config=gin_config)
+    order = [k for k in ("dnn_ls_init", "dnn", "unet") if k in trained]
+    result = evaluate_separators(
+        root, config.eval_split, [(trained[k].label, trained[k].model, trained[k].params)
+                                  for k in order], out_dir,
+        instruments=config.instruments, max_tracks=config.eval_max_tracks,
+        max_seconds=config.eval_max_seconds, bss_eval=config.bss_eval)
+    summary = {"table": result["table"], "paths": result["paths"],
+               "checkpoints": {k: str(trained[k].directory) for k in order},
+               "config": dataclasses.asdict(config)}
+    with atomic_path(out_dir / "experiment.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
     return summary
 
 

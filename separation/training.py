@@ -88,6 +88,9 @@ class LayerwiseResult:
     ls_init: tuple[DNNSeparator, PyTree]
     trained: tuple[DNNSeparator, PyTree]
     stage_losses: dict[str, float]
+    final_stage: str | None = None
+    """The stage directory under the workdir holding the trained params' checkpoint (None when
+    no gradient step was run)."""
 
 
 def train_dnn_layerwise(model: DNNSeparator, train_data: Callable[[int], Iterable[Batch]],
@@ -116,6 +119,7 @@ def train_dnn_layerwise(model: DNNSeparator, train_data: Callable[[int], Iterabl
     params: PyTree | None = None
     ls_init = None
     losses: dict[str, float] = {}
+    final_stage: str | None = None
 
     def fit(stage: str, m: DNNSeparator, steps: int, stage_seed: int) -> PyTree:
         result = trainer.train(model=m, train_data=train_data, workdir=workdir / stage,
@@ -133,11 +137,14 @@ def train_dnn_layerwise(model: DNNSeparator, train_data: Callable[[int], Iterabl
             ls_init = (current, params)
         if steps_per_layer > 0:
             params = fit(f"layer{k + 1}", current, steps_per_layer, seed + k)
+            final_stage = f"layer{k + 1}"
             current = dataclasses.replace(current, initial_params=params)
     if finetune_steps > 0:
         params = fit("finetune", current, finetune_steps, seed + num_layers)
+        final_stage = "finetune"
         current = dataclasses.replace(current, initial_params=params)
-    return LayerwiseResult(ls_init=ls_init, trained=(current, params), stage_losses=losses)
+    return LayerwiseResult(ls_init=ls_init, trained=(current, params), stage_losses=losses,
+                           final_stage=final_stage)
 
 
 def train_unet(model: UNetSeparator, train_data: Callable[[int], Iterable[Batch]],
