@@ -27,7 +27,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import jax
 import note_seq
@@ -481,7 +481,8 @@ def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
                      model: Any = None, vocab: str | None = None, step: int | None = None,
                      batch_size: int = 8, max_decode_length: int | None = None,
                      references: Sequence[note_seq.NoteSequence | None] | None = None,
-                     pianoroll: bool = True, files_per_group: int = 16
+                     pianoroll: bool = True, files_per_group: int = 16,
+                     on_error: Callable[[Path, Mt3xError], None] | None = None
                      ) -> list[FileTranscription]:
     """Transcribes audio files to `<out_dir>/<stem>.mid` (+ `<stem>.png` piano roll).
 
@@ -495,9 +496,12 @@ def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
         positives, false positives and false negatives per instrument.
       pianoroll: write the PNGs.
       files_per_group: files whose segments are batched together (bounds memory).
+      on_error: called with (path, error) for a file that cannot be read or transcribed (too
+        short, silent, unreadable), which is then skipped; None: such a file raises.
 
     Returns:
-      one FileTranscription per file, in order.
+      one FileTranscription per transcribed file, in input order. Output names are the file
+      stems, made unique over all inputs (e.g. Track00001_mix, Track00002_mix).
 
     Raises:
       AudioError / TranscriptionError / CheckpointError naming the file or checkpoint.
@@ -519,9 +523,18 @@ def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
     written: list[FileTranscription] = []
     for group_start in range(0, len(paths), max(files_per_group, 1)):
         group = list(range(group_start, min(group_start + files_per_group, len(paths))))
-        audios = [read_audio(paths[i], sample_rate=SAMPLE_RATE)[0] for i in group]
-        results = transcriber.transcribe_many(audios, [str(paths[i]) for i in group])
-        for i, result in zip(group, results):
+        audios, kept = [], []
+        for i in group:
+            try:
+                audio = read_audio(paths[i], sample_rate=SAMPLE_RATE)[0]
+                audios.append(check_audio(audio, source=str(paths[i])))
+                kept.append(i)
+            except Mt3xError as err:
+                if on_error is None:
+                    raise
+                on_error(paths[i], err)
+        results = transcriber.transcribe_many(audios, [str(paths[i]) for i in kept])
+        for i, result in zip(kept, results):
             ns = result.note_sequence
             midi_path = write_midi(ns, out_dir / f"{stems[i]}.mid")
             png = None
@@ -544,12 +557,13 @@ def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
 
 
 def _unique_stems(paths: Sequence[Path]) -> list[str]:
-    """Output names: the file stem, made unique with the parent folder name (mix.flac of several
-    Slakh tracks -> Track00001_mix) and then a counter."""
-    stems = [p.stem for p in paths]
-    if len(set(stems)) == len(stems):
-        return stems
-    stems = [f"{p.parent.name}_{p.stem}" if p.parent.name else p.stem for p in paths]
+    """Output names: the file stem; stems shared by several inputs get their folder's name in
+    front (mix.flac of several Slakh tracks -> Track00001_mix), then a counter if still equal."""
+    counts: dict[str, int] = {}
+    for p in paths:
+        counts[p.stem] = counts.get(p.stem, 0) + 1
+    stems = [f"{p.parent.name}_{p.stem}" if counts[p.stem] > 1 and p.parent.name else p.stem
+             for p in paths]
     seen: dict[str, int] = {}
     unique = []
     for stem in stems:

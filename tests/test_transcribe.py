@@ -138,11 +138,16 @@ def test_cli_bad_audio_fails_clearly_and_good_files_still_get_written(tmp_path_f
     soundfile.write(short, 0.5 * np.ones(800, np.float32), 16000)    # 0.05 s
     silent = tmp_path / "silent.wav"
     soundfile.write(silent, np.zeros(16000, np.float32), 16000)
-    code = cli.main([str(broken), str(short), str(silent), str(demo_mix), "--checkpoint",
-                     str(workdir), "--out", str(tmp_path / "out"), "--no_pianoroll"])
+    other_mix = next(demo_mix.parent.parent.parent.glob("validation/Track*/mix.flac"))
+    code = cli.main([str(broken), str(short), str(silent), str(demo_mix), str(other_mix),
+                     str(tmp_path / "missing.flac"), "--checkpoint", str(workdir), "--out",
+                     str(tmp_path / "out"), "--no_pianoroll"])
     err = capsys.readouterr().err
     assert code == 2
     assert "broken.wav" in err and "too short" in err and "silent" in err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["mix.mid"]
+    assert "missing.flac" in err
+    # Both good files are written, under names made unique by their track folder.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        [f"{demo_mix.parent.name}_mix.mid", f"{other_mix.parent.name}_mix.mid"])
     with pytest.raises(TranscriptionError, match="too short"):
         load_transcriber(workdir).transcribe(np.ones(100, np.float32))

@@ -105,13 +105,24 @@ def _check_instruments(info: Any, spec: str | None, where: Path) -> None:
             f"{_describe(stored)}, --instruments asks for {_describe(wanted)}")
 
 
+def _program_ranges(programs: Sequence[int]) -> list[str]:
+    """(0, 1, 2, 4) -> ['0-2', '4']."""
+    out: list[str] = []
+    for p in sorted(set(programs)):
+        if out and int(out[-1].split("-")[-1]) == p - 1:
+            out[-1] = f"{out[-1].split('-')[0]}-{p}"
+        else:
+            out.append(str(p))
+    return out
+
+
 def _describe(groups: Sequence[Any]) -> str:
     parts = []
     for g in groups:
         if isinstance(g, str):
             parts.append(g)
             continue
-        sel = [f"{min(g.programs)}-{max(g.programs)}" if g.programs else ""]
+        sel = _program_ranges(g.programs)
         sel += [f"class:{c}" for c in g.classes] + [f"stem:{s}" for s in g.stem_names]
         sel += ["drums"] if g.drums else []
         parts.append(f"{g.name}={'|'.join(s for s in sel if s)}")

@@ -63,9 +63,6 @@ def _run(args: argparse.Namespace) -> int:
             raise Mt3xError(f"--reference: got {len(args.reference)} MIDI files for "
                             f"{len(args.audio)} audio files; give one per audio file")
         references = [read_midi_note_sequence(p) for p in args.reference]
-    for path in args.audio:
-        if not path.is_file():
-            raise Mt3xError(f"{path}: no such audio file")
     model = None
     if args.model_config:
         from mt3x.models import Mt3Model
@@ -77,24 +74,26 @@ def _run(args: argparse.Namespace) -> int:
                                    max_decode_length=args.max_decode_length)
     print(f"[transcribe] checkpoint {args.checkpoint} step {transcriber.step} "
           f"({time.perf_counter() - start:.1f} s to load)")
-    failures = 0
-    for i, path in enumerate(args.audio):
-        try:
-            start = time.perf_counter()
-            [item] = transcribe_files(
-                [path], out_dir=args.out, transcriber=transcriber,
-                references=[references[i]] if references is not None else None,
-                pianoroll=not args.no_pianoroll)
-        except Mt3xError as err:
-            print(f"error: {err}", file=sys.stderr)
-            failures += 1
-            continue
-        seconds = time.perf_counter() - start
-        print(f"[transcribe] {path} -> {item.midi_path}: {item.num_notes} notes, "
-              f"{item.num_instruments} instruments, {item.audio_seconds:.1f} s of audio in "
-              f"{seconds:.1f} s")
+    failures = []
+
+    def report(path: Path, err: Mt3xError) -> None:
+        print(f"error: {err}", file=sys.stderr)
+        failures.append(path)
+
+    start = time.perf_counter()
+    written = transcribe_files(args.audio, out_dir=args.out, transcriber=transcriber,
+                               references=references, pianoroll=not args.no_pianoroll,
+                               on_error=report)
+    seconds = time.perf_counter() - start
+    audio_seconds = sum(item.audio_seconds for item in written)
+    for item in written:
+        print(f"[transcribe] {item.audio_path} -> {item.midi_path}: {item.num_notes} notes, "
+              f"{item.num_instruments} instruments, {item.audio_seconds:.1f} s of audio")
         if references is not None:
-            _print_scores(references[i], item.midi_path)
+            _print_scores(references[args.audio.index(item.audio_path)], item.midi_path)
+    if written:
+        print(f"[transcribe] {len(written)} file(s), {audio_seconds:.1f} s of audio in "
+              f"{seconds:.1f} s (incl. compilation)")
     return 2 if failures else 0
 
 
