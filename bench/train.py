@@ -140,7 +140,7 @@ def run(spec: BenchSpec, *, batch_size: int, steps: int, warmup: int, num_partit
         compile_seconds = time.perf_counter() - start
         for i in range(warmup):
             state, metrics = step(state, device_batches[i % 2])
-        jax.block_until_ready(metrics)
+        jax.block_until_ready(state)
         start = time.perf_counter()
         for i in range(steps):
             state, metrics = step(state, device_batches[i % 2])

@@ -17,7 +17,7 @@ import argparse
 import logging
 import os
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -113,3 +113,35 @@ def setup_logging() -> None:
 def quote(value: str) -> str:
     """A Python string as a gin string literal."""
     return repr(str(value))
+
+
+def run_gin_entry(description: str, argv: Sequence[str] | None, *, workdir_macro: str,
+                  job: "Callable[[str], Any]") -> tuple[int, Any]:
+    """The shared body of a gin entry point: flags -> distributed start-up -> gin -> `job`.
+
+    Args:
+      description: the parser's description.
+      argv: command-line arguments (None: sys.argv[1:]).
+      workdir_macro: the gin macro that `--workdir` binds (MODEL_DIR, EVAL_OUTPUT_DIR, ...).
+      job: called with the operative gin config text; returns what the entry point prints.
+    Returns:
+      (exit code, job result or None). A user error (Mt3xError) prints `error: ...` and gives 2;
+      `--print_config` prints the config and gives 0 without running the job.
+    """
+    parser = build_parser(description)
+    args, bindings = parse_flags(parser, argv)
+    from mt3x.errors import Mt3xError
+
+    try:
+        init_distributed(args)
+        if args.workdir:
+            bindings.append(f"{workdir_macro} = {quote(args.workdir)}")
+        config = parse_gin_config(args.gin_file, bindings)
+        if args.print_config:
+            print(config)
+            return 0, None
+        setup_logging()
+        return 0, job(config)
+    except Mt3xError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2, None

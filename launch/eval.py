@@ -17,29 +17,20 @@ import common  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = common.build_parser(__doc__.splitlines()[0])
-    args, bindings = common.parse_flags(parser, argv)
-    from mt3x.errors import Mt3xError
-
-    try:
-        common.init_distributed(args)
-        if args.workdir:
-            bindings.append(f"EVAL_OUTPUT_DIR = {common.quote(args.workdir)}")
-        config = common.parse_gin_config(args.gin_file, bindings)
-        if args.print_config:
-            print(config)
-            return 0
-        common.setup_logging()
+    def job(config: str):
         from mt3x import gin_registry
-        from mt3x.metrics import format_table
 
-        scores = gin_registry.evaluate_mt3(gin_config=config)
-    except Mt3xError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(format_table(scores))
-    print(f"files: {int(scores.get('Files', 0))}, invalid events per file: "
-          f"{scores.get('Invalid events', 0):.1f}")
+        return gin_registry.evaluate_mt3(gin_config=config)
+
+    code, result = common.run_gin_entry(__doc__.splitlines()[0], argv, workdir_macro="EVAL_OUTPUT_DIR",
+                                        job=job)
+    if result is None:
+        return code
+    from mt3x.metrics import format_table
+
+    print(format_table(result))
+    print(f"files: {int(result.get('Files', 0))}, invalid events per file: "
+          f"{result.get('Invalid events', 0):.1f}")
     return 0
 
 

@@ -14,26 +14,16 @@ import common  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = common.build_parser(__doc__.splitlines()[0])
-    args, bindings = common.parse_flags(parser, argv)
-    from mt3x.errors import Mt3xError
-
-    try:
-        common.init_distributed(args)
-        if args.workdir:
-            bindings.append(f"INFER_OUTPUT_DIR = {common.quote(args.workdir)}")
-        config = common.parse_gin_config(args.gin_file, bindings)
-        if args.print_config:
-            print(config)
-            return 0
-        common.setup_logging()
+    def job(config: str):
         from mt3x import gin_registry
 
-        written = gin_registry.transcribe_files()
-    except Mt3xError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for item in written:
+        return gin_registry.transcribe_files()
+
+    code, result = common.run_gin_entry(__doc__.splitlines()[0], argv, workdir_macro="INFER_OUTPUT_DIR",
+                                        job=job)
+    if result is None:
+        return code
+    for item in result:
         print(f"{item.audio_path} -> {item.midi_path} ({item.num_notes} notes, "
               f"{item.num_instruments} instruments)")
     return 0

@@ -20,25 +20,15 @@ import common  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = common.build_parser(__doc__.splitlines()[0])
-    args, bindings = common.parse_flags(parser, argv)
-    from mt3x.errors import Mt3xError
-
-    try:
-        common.init_distributed(args)
-        if args.workdir:
-            bindings.append(f"MODEL_DIR = {common.quote(args.workdir)}")
-        config = common.parse_gin_config(args.gin_file, bindings)
-        if args.print_config:
-            print(config)
-            return 0
-        common.setup_logging()
+    def job(config: str):
         from mt3x import gin_registry
 
-        result = gin_registry.train_mt3(gin_config=config)
-    except Mt3xError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return gin_registry.train_mt3(gin_config=config)
+
+    code, result = common.run_gin_entry(__doc__.splitlines()[0], argv, workdir_macro="MODEL_DIR",
+                                        job=job)
+    if result is None:
+        return code
     last = result.eval_history.get(result.step, {})
     print(f"trained to step {result.step} in {result.workdir}")
     if last:

@@ -23,24 +23,13 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from mt3x.data.instruments import SLAKH_CLASS_PROGRAMS  # noqa: F401  (re-exported)
 from mt3x.errors import Mt3xError
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 
-# MT3's map from Slakh instrument classes to one General MIDI program (preprocessors.py).
-SLAKH_CLASS_PROGRAMS: dict[str, int] = {
-    "Acoustic Piano": 0, "Electric Piano": 4, "Chromatic Percussion": 8, "Organ": 16,
-    "Acoustic Guitar": 24, "Clean Electric Guitar": 26, "Distorted Electric Guitar": 29,
-    "Acoustic Bass": 32, "Electric Bass": 33, "Violin": 40, "Viola": 41, "Cello": 42,
-    "Contrabass": 43, "Orchestral Harp": 46, "Timpani": 47, "String Ensemble": 48,
-    "Synth Strings": 50, "Choir and Voice": 52, "Orchestral Hit": 55, "Trumpet": 56,
-    "Trombone": 57, "Tuba": 58, "French Horn": 60, "Brass Section": 61,
-    "Soprano/Alto Sax": 64, "Tenor Sax": 66, "Baritone Sax": 67, "Oboe": 68,
-    "English Horn": 69, "Bassoon": 70, "Clarinet": 71, "Pipe": 73, "Synth Lead": 80,
-    "Synth Pad": 88,
-}
 
 
 class TaskSourceError(Mt3xError):
