@@ -9,7 +9,10 @@ Stages (each writes under --out; `--stages` picks some):
               checkpoints, TensorBoard, loss curve);
   evaluate    transcribe every test track and print MT3's metric table (`eval/metrics.json`);
   transcribe  transcribe one held-out test mixture to multi-track MIDI + a piano roll marking
-              false positives / negatives against its reference (`transcription/`).
+              false positives / negatives against its reference (`transcription/`);
+  separate    train both separators briefly (least-squares-initialised context DNN, conv U-Net),
+              score them on the test split next to the mixture and ideal-mask rows, and write
+              listenable stems of a test mixture (`separation/`).
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ def run_kernels_demo(out_dir: Path, seed: int = 0) -> dict[str, float]:
             "log_mel_seconds_incl_compile": mel_seconds}
 
 
-STAGES = ("kernels", "data", "train", "evaluate", "transcribe")
+STAGES = ("kernels", "data", "train", "evaluate", "transcribe", "separate")
 
 
 def run_mt3_demo(out: Path, *, stages: set[str], seed: int, steps: int | None) -> None:
@@ -140,6 +143,16 @@ def run_mt3_demo(out: Path, *, stages: set[str], seed: int, steps: int | None) -
             print(f"[demo] transcribe: {track.mix_path} -> {item.midi_path} "
                   f"({item.num_notes} notes, {item.num_instruments} instruments), "
                   f"piano roll {item.pianoroll_path}")
+    if "separate" in stages:
+        # The separation package builds on mt3x (never the reverse); the demo is an entry point.
+        from separation.experiment import ExperimentConfig, run_experiment
+
+        t0 = time.perf_counter()
+        summary = run_experiment(data_root, out / "separation",
+                                 ExperimentConfig(instruments="4stem", seed=seed))
+        print(f"[demo] separate: trained and scored in {time.perf_counter() - t0:.0f} s; "
+              f"stems under {out / 'separation' / 'stems'}")
+        print(summary["table"])
 
 
 def main(argv: list[str] | None = None) -> int:
