@@ -18,13 +18,11 @@ import sys
 import time
 
 from mt3x.launchers import (LaunchError, describe_local, free_port, local_process_specs,
-                            parse_env_assignments, run_processes)
+                            parse_env_assignments, run_processes, split_command)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    own, command = argv[:split], argv[split + 1:]
+    own, command = split_command(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      usage="%(prog)s --num_processes N [options] -- COMMAND...")
     parser.add_argument("--num_processes", type=int, required=True)

@@ -20,15 +20,14 @@ import time
 from pathlib import Path
 
 from mt3x.fileutil import atomic_path
-from mt3x.launchers import LaunchError, SlurmJob, parse_env_assignments, slurm_script
+from mt3x.launchers import (LaunchError, SlurmJob, parse_env_assignments, slurm_script,
+                            split_command)
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    own, command = argv[:split], argv[split + 1:]
+    own, command = split_command(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      usage="%(prog)s --nodes N --gpus_per_node G --partition P "
                                            "--time T [options] -- COMMAND...")

@@ -19,15 +19,13 @@ import sys
 from pathlib import Path
 
 from mt3x.launchers import (LaunchError, TpuPodJob, describe_plan, parse_env_assignments,
-                            tpu_plan)
+                            split_command, tpu_plan)
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    split = argv.index("--") if "--" in argv else len(argv)
-    own, command = argv[:split], argv[split + 1:]
+    own, command = split_command(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      usage="%(prog)s --name NAME --zone Z --accelerator_type T "
                                            "[options] -- COMMAND...")

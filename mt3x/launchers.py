@@ -59,6 +59,13 @@ def command_argv(command: Sequence[str], python: str = sys.executable) -> list[s
     return command
 
 
+def split_command(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`[launcher flags...] -- COMMAND...` -> (launcher flags, command); no `--`: no command."""
+    argv = list(argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    return argv[:split], argv[split + 1:]
+
+
 def parse_env_assignments(pairs: Sequence[str]) -> dict[str, str]:
     """['KEY=VALUE', ...] (the launchers' repeatable --env flag) -> {KEY: VALUE}."""
     env = {}

@@ -12,6 +12,7 @@ import ctypes
 import functools
 import os
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pretty_midi
@@ -85,6 +86,18 @@ def _events(inst: pretty_midi.Instrument, sample_rate: int) -> list[tuple[int, i
         events.append((int(round(note.start * sample_rate)), 2, ("on", note.pitch, note.velocity)))
     events.sort(key=lambda e: (e[0], e[1], e[2][1:]))
     return events
+
+
+def _play(inst: pretty_midi.Instrument, sample_rate: int, num_samples: int,
+          advance: Callable[[int], None], handlers: Mapping[str, Callable[..., Any]]) -> None:
+    """Renders `inst`'s events in time order: `advance(sample)` synthesises up to each event, then
+    `handlers[kind](*args)` sends it ('on', 'off', 'cc', 'bend'); finally advances to the end."""
+    for sample, _, event in _events(inst, sample_rate):
+        if sample >= num_samples:
+            break
+        advance(sample)
+        handlers[event[0]](*event[1:])
+    advance(num_samples)
 
 
 def render_instrument(
@@ -165,19 +178,11 @@ def _render_fluidsynth(inst: pretty_midi.Instrument, num_samples: int, sample_ra
                 write_float(synth.synth, n, ptr, 0, 2, ptr + 4, 0, 2)
                 cursor += n
 
-        for sample, _, event in _events(inst, sample_rate):
-            if sample >= num_samples:
-                break
-            advance(sample)
-            if event[0] == "on":
-                synth.noteon(channel, event[1], event[2])
-            elif event[0] == "off":
-                synth.noteoff(channel, event[1])
-            elif event[0] == "cc":
-                synth.cc(channel, event[1], event[2])
-            else:
-                synth.pitch_bend(channel, event[1])
-        advance(num_samples)
+        _play(inst, sample_rate, num_samples, advance, {
+            "on": lambda pitch, velocity: synth.noteon(channel, pitch, velocity),
+            "off": lambda pitch: synth.noteoff(channel, pitch),
+            "cc": lambda number, value: synth.cc(channel, number, value),
+            "bend": lambda value: synth.pitch_bend(channel, value)})
         return out
     finally:
         synth.delete()
@@ -209,17 +214,9 @@ def _render_tinysoundfont(inst: pretty_midi.Instrument, num_samples: int, sample
             out[cursor:to] = block[: to - cursor]
             cursor = to
 
-    for sample, _, event in _events(inst, sample_rate):
-        if sample >= num_samples:
-            break
-        advance(sample)
-        if event[0] == "on":
-            synth.noteon(channel, event[1], event[2])
-        elif event[0] == "off":
-            synth.noteoff(channel, event[1])
-        elif event[0] == "cc":
-            synth.control_change(channel, event[1], event[2])
-        else:
-            synth.pitchbend(channel, event[1] + 8192)
-    advance(num_samples)
+    _play(inst, sample_rate, num_samples, advance, {
+        "on": lambda pitch, velocity: synth.noteon(channel, pitch, velocity),
+        "off": lambda pitch: synth.noteoff(channel, pitch),
+        "cc": lambda number, value: synth.control_change(channel, number, value),
+        "bend": lambda value: synth.pitchbend(channel, value + 8192)})
     return out

@@ -131,10 +131,7 @@ def test_read_with_resampling(tmp_path):
 def test_lossy_formats_read(tmp_path, suffix):
     t = np.arange(16000) / 16000
     tone = (0.5 * np.sin(2 * np.pi * 330 * t)).astype(np.float32)
-    try:
-        soundfile.write(tmp_path / f"t{suffix}", tone, 16000)
-    except (soundfile.LibsndfileError, TypeError, ValueError):
-        pytest.skip(f"this libsndfile cannot encode {suffix}")
+    soundfile.write(tmp_path / f"t{suffix}", tone, 16000)  # the pinned wheel's libsndfile encodes both
     audio, sr = read_audio(tmp_path / f"t{suffix}")
     assert sr == 16000 and abs(audio.shape[0] - 16000) < 2000
     # A lossy codec keeps a pure tone's energy (RMS of 0.5 sin = 0.354).
@@ -149,10 +146,7 @@ def _truncate(path):
 @pytest.mark.parametrize("suffix", [".wav", ".flac", ".ogg", ".mp3"])
 def test_truncated_files_raise_naming_file(tmp_path, suffix):
     path = tmp_path / f"cut{suffix}"
-    try:
-        soundfile.write(path, _noise(16000, seed=9, scale=0.1), 16000)
-    except (soundfile.LibsndfileError, TypeError, ValueError):
-        pytest.skip(f"this libsndfile cannot encode {suffix}")
+    soundfile.write(path, _noise(16000, seed=9, scale=0.1), 16000)
     _truncate(path)
     with pytest.raises(AudioError, match=r"cut\.\w+: .*(truncated|corrupt)"):
         read_audio(path)
