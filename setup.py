@@ -19,6 +19,7 @@ setup(
         f"jax=={JAX_VERSION}",
         f"jaxlib=={JAX_VERSION}",
         "flax==0.12.8",
+        "ml_dtypes>=0.5",
         "optax>=0.2.8",
         "orbax-checkpoint>=0.12",
         "seqio==0.0.20",
@@ -63,6 +64,7 @@ setup(
             "mt3x-import-t5x=mt3x.cli.import_t5x:main",
             "mt3x-export-t5x=mt3x.cli.export_t5x:main",
             "mt3x-separate=mt3x.cli.separate:main",
+            "mt3x-export=mt3x.cli.export:main",
         ],
     },
 )

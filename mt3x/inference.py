@@ -329,6 +329,38 @@ class Transcription:
     audio_seconds: float
 
 
+def transcribe_waveforms(decode_segments: Callable[[np.ndarray], np.ndarray],
+                         audios: Sequence[np.ndarray], names: Sequence[str] | None = None, *,
+                         frames_per_segment: int, vocab: str) -> list[Transcription]:
+    """Waveforms -> segments -> `decode_segments` (all files' segments at once) -> stitched notes.
+
+    Args:
+      decode_segments: float32[n, frames_per_segment, 128] sample frames -> int32[n, length]
+        model ids (a checkpoint's `SegmentDecoder` or a bundle's exported functions).
+      audios: float32[samples] waveforms at 16 kHz.
+      names: one per waveform, for error messages.
+      frames_per_segment, vocab: of the model.
+
+    Raises:
+      TranscriptionError: a waveform is too short, silent or not finite (named by `names`).
+    """
+    names = list(names) if names is not None else [f"audio[{i}]" for i in range(len(audios))]
+    checked = [check_audio(a, source=n) for a, n in zip(audios, names)]
+    cut = [audio_to_segments(a, frames_per_segment) for a in checked]
+    if not cut:
+        return []
+    tokens = decode_segments(np.concatenate([frames for frames, _ in cut]))
+    results, offset = [], 0
+    for audio, (frames, starts) in zip(checked, cut):
+        file_tokens = tokens[offset:offset + len(frames)]
+        offset += len(frames)
+        decoded = tokens_to_notes(file_tokens, starts, vocab)
+        results.append(Transcription(decoded.note_sequence, decoded.invalid_events,
+                                     decoded.dropped_events, len(frames),
+                                     audio.size / SAMPLE_RATE))
+    return results
+
+
 class Transcriber:
     """A model with restored params, ready to transcribe waveforms (see `load_transcriber`)."""
 
@@ -349,22 +381,9 @@ class Transcriber:
         Raises:
           TranscriptionError: a waveform is too short, silent or not finite (named by `names`).
         """
-        names = list(names) if names is not None else [f"audio[{i}]" for i in range(len(audios))]
-        checked = [check_audio(a, source=n) for a, n in zip(audios, names)]
-        cut = [audio_to_segments(a, self.frames_per_segment) for a in checked]
-        if not cut:
-            return []
-        tokens = self.decoder.decode(self.params,
-                                     np.concatenate([frames for frames, _ in cut]))
-        results, offset = [], 0
-        for audio, (frames, starts) in zip(checked, cut):
-            file_tokens = tokens[offset:offset + len(frames)]
-            offset += len(frames)
-            decoded = tokens_to_notes(file_tokens, starts, self.vocab)
-            results.append(Transcription(decoded.note_sequence, decoded.invalid_events,
-                                         decoded.dropped_events, len(frames),
-                                         audio.size / SAMPLE_RATE))
-        return results
+        return transcribe_waveforms(lambda frames: self.decoder.decode(self.params, frames),
+                                    audios, names, frames_per_segment=self.frames_per_segment,
+                                    vocab=self.vocab)
 
     def transcribe(self, audio: np.ndarray) -> Transcription:
         """Transcribes one float32[samples] waveform at 16 kHz."""
@@ -463,7 +482,8 @@ def plot_notes(ns: note_seq.NoteSequence, path: str | os.PathLike, *,
 
 @dataclasses.dataclass
 class FileTranscription:
-    """What `transcribe_files` wrote for one audio file."""
+    """What `transcribe_files` wrote for one audio file (`stems`: `RenderedStem`s, with
+    `stems=True`)."""
 
     audio_path: Path
     midi_path: Path
@@ -473,24 +493,27 @@ class FileTranscription:
     invalid_events: int
     dropped_events: int
     audio_seconds: float
+    stems: list[Any] = dataclasses.field(default_factory=list)
 
 
 def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
                      checkpoint: str | os.PathLike | None = None,
-                     out_dir: str | os.PathLike, transcriber: Transcriber | None = None,
+                     out_dir: str | os.PathLike, transcriber: Any = None,
                      model: Any = None, vocab: str | None = None, step: int | None = None,
                      batch_size: int = 8, max_decode_length: int | None = None,
                      references: Sequence[note_seq.NoteSequence | None] | None = None,
                      pianoroll: bool = True, files_per_group: int = 16,
-                     on_error: Callable[[Path, Mt3xError], None] | None = None
-                     ) -> list[FileTranscription]:
+                     on_error: Callable[[Path, Mt3xError], None] | None = None,
+                     stems: bool = False, soundfont: str | os.PathLike | None = None,
+                     stems_sample_rate: int = 44100) -> list[FileTranscription]:
     """Transcribes audio files to `<out_dir>/<stem>.mid` (+ `<stem>.png` piano roll).
 
     Args:
       audio_paths: audio files (any rate; resampled to 16 kHz, mixed to mono).
       checkpoint: a train_mt3 workdir (or checkpoints dir); ignored when `transcriber` given.
       out_dir: output folder (created).
-      transcriber: an already loaded Transcriber (skips restoring the checkpoint).
+      transcriber: a loaded `Transcriber` or `mt3x.bundles.mt3_runtime.BundleTranscriber`
+        (anything with `transcribe_many`); the checkpoint is then not read.
       model, vocab, step, batch_size, max_decode_length: see `load_transcriber`.
       references: optional reference NoteSequence per file; the piano roll then marks true
         positives, false positives and false negatives per instrument.
@@ -498,6 +521,9 @@ def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
       files_per_group: files whose segments are batched together (bounds memory).
       on_error: called with (path, error) for a file that cannot be read or transcribed (too
         short, silent, unreadable), which is then skipped; None: such a file raises.
+      stems: also render each transcribed instrument through `soundfont` to
+        `<out_dir>/<stem>/<instrument>.wav` (+ mix.wav) at `stems_sample_rate`, as long as the
+        input (see `mt3x.resynthesis.render_stems`).
 
     Returns:
       one FileTranscription per transcribed file, in input order. Output names are the file
@@ -519,7 +545,7 @@ def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
                                        max_decode_length=max_decode_length)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stems = _unique_stems(paths)
+    output_names = _unique_stems(paths)
     written: list[FileTranscription] = []
     for group_start in range(0, len(paths), max(files_per_group, 1)):
         group = list(range(group_start, min(group_start + files_per_group, len(paths))))
@@ -536,10 +562,10 @@ def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
         results = transcriber.transcribe_many(audios, [str(paths[i]) for i in kept])
         for i, result in zip(kept, results):
             ns = result.note_sequence
-            midi_path = write_midi(ns, out_dir / f"{stems[i]}.mid")
+            midi_path = write_midi(ns, out_dir / f"{output_names[i]}.mid")
             png = None
             if pianoroll:
-                png = out_dir / f"{stems[i]}.png"
+                png = out_dir / f"{output_names[i]}.png"
                 reference = references[i] if references is not None else None
                 if reference is not None:
                     from mt3x.pianoroll import plot_transcription
@@ -547,12 +573,20 @@ def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
                     plot_transcription(reference, ns, png, title=paths[i].name)
                 else:
                     plot_notes(ns, png, title=f"{paths[i].name}: {len(ns.notes)} notes")
+            rendered = []
+            if stems:
+                from mt3x.resynthesis import render_stems
+
+                rendered = render_stems(
+                    ns, out_dir / output_names[i],
+                    num_samples=round(result.audio_seconds * stems_sample_rate),
+                    sample_rate=stems_sample_rate, soundfont=soundfont)
             instruments = {(n.is_drum, 0 if n.is_drum else n.program) for n in ns.notes}
             written.append(FileTranscription(
                 audio_path=paths[i], midi_path=midi_path, pianoroll_path=png,
                 num_notes=len(ns.notes), num_instruments=len(instruments),
                 invalid_events=result.invalid_events, dropped_events=result.dropped_events,
-                audio_seconds=result.audio_seconds))
+                audio_seconds=result.audio_seconds, stems=rendered))
     return written
 
 

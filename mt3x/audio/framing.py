@@ -15,6 +15,7 @@ leading batch dims). They avoid per-frame Python loops and scatter/gather where 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -113,8 +114,15 @@ def frame(
     return frames[..., :frame_length]
 
 
-def chunk_index(count: int, chunks_per_frame: int) -> np.ndarray:
-    """int32 `[count, chunks_per_frame]`: frame `i` is made of hop-sized chunks `i + q`."""
+def chunk_index(count: Any, chunks_per_frame: int) -> np.ndarray | Array:
+    """int32 `[count, chunks_per_frame]`: frame `i` is made of hop-sized chunks `i + q`.
+
+    A constant (numpy) for an integer `count`; computed on device for a symbolic one (a
+    length-polymorphic `jax.export`)."""
+    if not isinstance(count, int):
+        shape = (count, chunks_per_frame)
+        return (jax.lax.broadcasted_iota(jnp.int32, shape, 0)
+                + jax.lax.broadcasted_iota(jnp.int32, shape, 1))
     return (np.arange(count)[:, None] + np.arange(chunks_per_frame)[None, :]).astype(np.int32)
 
 
@@ -186,10 +194,11 @@ def cpu_step_plan(num_items: int, frame_samples_per_item: int) -> tuple[int, int
     Returns `(groups, per_step)`: items are split into `groups` contiguous groups (one per device
     when the count allows, so a batch sharded over the devices keeps its sharding) and each step
     takes `per_step` items of every group; `per_step` divides the group size, so nothing is
-    padded or copied. `(1, num_items)` means a single step.
+    padded or copied. `(1, num_items)` means a single step; so does a symbolic `num_items`
+    (a batch-polymorphic `jax.export`, whose module must suit every size and platform).
     """
     single = (1, num_items)
-    if num_items == 0 or jax.default_backend() != "cpu":
+    if not isinstance(num_items, int) or num_items == 0 or jax.default_backend() != "cpu":
         return single
     groups = jax.device_count()
     if num_items % groups:

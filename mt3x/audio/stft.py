@@ -17,7 +17,7 @@ vmap- and grad-able.
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Any, Union
 
 import jax
 import jax.numpy as jnp
@@ -170,6 +170,22 @@ def window_sum_square(window: np.ndarray, count: int, hop_length: int) -> np.nda
     return chunks.reshape(-1)[:out_length]
 
 
+def _inverse_window_sum(window: np.ndarray, count: Any, hop_length: int) -> Array:
+    """float32 `[(count - 1) * hop + len(window)]`: 1 / the summed squared window where it is
+    > 0, else 1. A float64-exact constant for an integer `count`; computed on device in float32
+    for a symbolic one (a length-polymorphic `jax.export`)."""
+    tiny = np.finfo(np.float32).tiny
+    if isinstance(count, int):
+        wss = window_sum_square(window, count, hop_length)
+        covered = wss > tiny
+        return jnp.asarray(np.where(covered, 1.0 / np.where(covered, wss, 1.0),
+                                    1.0).astype(np.float32))
+    squared = jnp.asarray(np.asarray(window, np.float64) ** 2, jnp.float32)
+    wss = overlap_add(jnp.broadcast_to(squared, (count, squared.shape[0])), hop_length)
+    covered = wss > tiny
+    return jnp.where(covered, 1.0 / jnp.where(covered, wss, 1.0), 1.0)
+
+
 def istft(
     spec: Array,
     n_fft: int,
@@ -202,14 +218,11 @@ def istft(
     count = spec.shape[-2]
     frames = jnp.fft.irfft(spec, n=n_fft, axis=-1) * jnp.asarray(win)
     signal = overlap_add(frames, hop_length)
-    wss = window_sum_square(win, count, hop_length)
-    covered = wss > np.finfo(np.float32).tiny
-    inverse = np.where(covered, 1.0 / np.where(covered, wss, 1.0), 1.0).astype(np.float32)
-    signal = signal * jnp.asarray(inverse)
+    signal = signal * _inverse_window_sum(win, count, hop_length)
 
     start = n_fft // 2 if center else 0
     if length is not None:
-        length = int(length)
+        length = int(length) if isinstance(length, (int, np.integer)) else length  # or symbolic
         if length < 0:
             raise SpectralError(f"length: expected >= 0, got {length}")
         stop = start + length

@@ -8,8 +8,10 @@ Stages (each writes under --out; `--stages` picks some):
   train       train the small MT3 of configs/experiments/demo_cpu.gin on it (`mt3_run/`: Orbax
               checkpoints, TensorBoard, loss curve);
   evaluate    transcribe every test track and print MT3's metric table (`eval/metrics.json`);
-  transcribe  transcribe one held-out test mixture to multi-track MIDI + a piano roll marking
-              false positives / negatives against its reference (`transcription/`);
+  transcribe  export the trained model as an inference bundle (`bundle/`, float32, jax.export),
+              then from the bundle transcribe one held-out test mixture to multi-track MIDI + a
+              piano roll marking false positives / negatives against its reference, and render
+              each transcribed instrument through the soundfont (`transcription/`);
   separate    train both separators briefly (least-squares-initialised context DNN, conv U-Net),
               score them on the test split next to the mixture and ideal-mask rows, and write
               listenable stems of a test mixture (`separation/`).
@@ -133,16 +135,25 @@ def run_mt3_demo(out: Path, *, stages: set[str], seed: int, steps: int | None) -
         print("[demo] evaluate: MT3 metrics on the demo test split")
         print(format_table(scores))
     if "transcribe" in stages:
+        from mt3x.bundles.mt3_export import export_mt3_bundle
+        from mt3x.bundles.mt3_runtime import BundleTranscriber
         from mt3x.inference import transcribe_files
 
+        t0 = time.perf_counter()
+        bundle = export_mt3_bundle(workdir, out / "bundle", overwrite=True)
+        size = sum(f.stat().st_size for f in bundle.iterdir()) / 2**20
+        print(f"[demo] export: inference bundle {bundle} ({size:.1f} MiB, "
+              f"{time.perf_counter() - t0:.0f} s); transcribing from it")
         track = read_split(data_root, "test")[0]
-        results = transcribe_files([track.mix_path], checkpoint=workdir,
+        results = transcribe_files([track.mix_path], transcriber=BundleTranscriber(bundle),
                                    out_dir=out / "transcription",
-                                   references=[track.note_sequence()])
+                                   references=[track.note_sequence()], stems=True)
         for item in results:
             print(f"[demo] transcribe: {track.mix_path} -> {item.midi_path} "
                   f"({item.num_notes} notes, {item.num_instruments} instruments), "
-                  f"piano roll {item.pianoroll_path}")
+                  f"piano roll {item.pianoroll_path}, "
+                  f"{max(len(item.stems) - 1, 0)} resynthesised stems + mix in "
+                  f"{out / 'transcription' / item.midi_path.stem}")
     if "separate" in stages:
         # The separation package builds on mt3x (never the reverse); the demo is an entry point.
         from separation.experiment import ExperimentConfig, run_experiment

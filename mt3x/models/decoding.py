@@ -62,17 +62,7 @@ def greedy_decode(module: Transformer, params: Any, encoded: Array, max_decode_l
     tokens = jnp.zeros((batch_size, max_decode_length), jnp.int32)
     done = jnp.zeros((batch_size,), bool)
 
-    def choose(step: Array, logits: Array, tokens: Array, done: Array) -> tuple[Array, Array,
-                                                                                 Array]:
-        next_token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-        next_token = jnp.where(done, PAD_ID, next_token)
-        tokens = jax.lax.dynamic_update_slice(tokens, next_token[:, None], (0, step))
-        return next_token, tokens, done | (next_token == eos_id)
-
-    def keep_going(state: tuple) -> Array:
-        step, done = state[0], state[-1]
-        return (step < max_decode_length) & ~jnp.all(done)
-
+    keep_going = _keep_going(max_decode_length)
     if decoder == "uncached":
         def uncached_body(state: tuple) -> tuple:
             step, tokens, done = state
@@ -80,32 +70,89 @@ def greedy_decode(module: Transformer, params: Any, encoded: Array, max_decode_l
             logits = module.apply(variables, _per_step(encoded, step), inputs,
                                   method=Transformer.decode)
             step_logits = jax.lax.dynamic_index_in_dim(logits, step, axis=1, keepdims=False)
-            _, tokens, done = choose(step, step_logits, tokens, done)
+            _, tokens, done = _choose(step, step_logits, tokens, done, eos_id)
             return step + 1, tokens, done
 
         steps, tokens, _ = jax.lax.while_loop(keep_going, uncached_body,
                                               (jnp.int32(0), tokens, done))
         return (tokens, steps) if return_num_steps else tokens
 
-    cross_kv = None
     if decoder == "cached":
         cross_kv = module.apply(variables, encoded, method=Transformer.cross_key_values)
+        return cached_greedy_decode(module, params, cross_kv, max_decode_length, eos_id=eos_id,
+                                    return_num_steps=return_num_steps)
+    # 'self_cache', the t5x-like baseline: cross-attention keys/values recomputed every step.
     cache = init_decoder_cache(module.config, batch_size, max_decode_length)
 
-    def cached_body(state: tuple) -> tuple:
+    def body(state: tuple) -> tuple:
         step, previous, tokens, cache, done = state
-        step_cross_kv = cross_kv
-        if step_cross_kv is None:  # 'self_cache': recompute like t5x
-            step_cross_kv = module.apply(variables, _per_step(encoded, step),
-                                         method=Transformer.cross_key_values)
+        step_cross_kv = module.apply(variables, _per_step(encoded, step),
+                                     method=Transformer.cross_key_values)
         logits, cache = module.apply(variables, previous, step, cache, step_cross_kv,
                                      method=Transformer.decode_step)
-        previous, tokens, done = choose(step, logits, tokens, done)
+        previous, tokens, done = _choose(step, logits, tokens, done, eos_id)
         return step + 1, previous, tokens, cache, done
 
     start = (jnp.int32(0), jnp.zeros((batch_size,), jnp.int32), tokens, cache, done)
-    steps, _, tokens, _, _ = jax.lax.while_loop(keep_going, cached_body, start)
+    steps, _, tokens, _, _ = jax.lax.while_loop(keep_going, body, start)
     return (tokens, steps) if return_num_steps else tokens
+
+
+def cached_greedy_decode(module: Transformer, params: Any, cross_kv: Any, max_decode_length: int,
+                         *, eos_id: int = EOS_ID, return_num_steps: bool = False
+                         ) -> Array | tuple[Array, Array]:
+    """Greedy decoding from precomputed cross-attention keys/values, with a self-attention cache.
+
+    Args:
+      module: the `Transformer`.
+      params: its unboxed parameters.
+      cross_kv: `Transformer.cross_key_values(encoded)`: per decoder layer (keys, values),
+        `dtype`[batch, heads, frames, head_dim].
+      max_decode_length: number of output positions (<= config.max_length).
+      eos_id: the id that ends a sequence.
+      return_num_steps: also return the number of decoder steps run (int32 scalar).
+
+    Returns:
+      int32[batch, max_decode_length] as `greedy_decode`. The batch size may be symbolic
+      (`jax.export` shape polymorphism).
+    """
+    if not 0 < max_decode_length <= module.config.max_length:
+        raise ValueError(f"max_decode_length: expected 1..{module.config.max_length}, "
+                         f"got {max_decode_length}")
+    variables = {"params": params}
+    batch_size = cross_kv[0][0].shape[0]
+    cache = init_decoder_cache(module.config, batch_size, max_decode_length)
+
+    def body(state: tuple) -> tuple:
+        step, previous, tokens, cache, done = state
+        logits, cache = module.apply(variables, previous, step, cache, cross_kv,
+                                     method=Transformer.decode_step)
+        previous, tokens, done = _choose(step, logits, tokens, done, eos_id)
+        return step + 1, previous, tokens, cache, done
+
+    start = (jnp.int32(0), jnp.zeros((batch_size,), jnp.int32),
+             jnp.zeros((batch_size, max_decode_length), jnp.int32), cache,
+             jnp.zeros((batch_size,), bool))
+    steps, _, tokens, _, _ = jax.lax.while_loop(_keep_going(max_decode_length), body, start)
+    return (tokens, steps) if return_num_steps else tokens
+
+
+def _keep_going(max_decode_length: int) -> Any:
+    """The while-loop condition: steps remain and some sequence has not emitted EOS."""
+    def keep_going(state: tuple) -> Array:
+        step, done = state[0], state[-1]
+        return (step < max_decode_length) & ~jnp.all(done)
+    return keep_going
+
+
+def _choose(step: Array, logits: Array, tokens: Array, done: Array, eos_id: int
+            ) -> tuple[Array, Array, Array]:
+    """Argmax of float32[batch, vocab] logits written at `step`; PAD after a sequence's EOS.
+    Returns (next int32[batch], tokens, done)."""
+    next_token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    next_token = jnp.where(done, PAD_ID, next_token)
+    tokens = jax.lax.dynamic_update_slice(tokens, next_token[:, None], (0, step))
+    return next_token, tokens, done | (next_token == eos_id)
 
 
 def decoded_lengths(tokens: Array, eos_id: int = EOS_ID) -> Array:

@@ -20,6 +20,7 @@ import numpy as np
 
 from mt3x.models import CONFIGS, Mt3Model, T5Config
 from mt3x.t5x_checkpoint.errors import T5xCheckpointError
+from mt3x.treeutil import unflatten_nested
 
 TARGET_PREFIX = "target."
 OPTIMIZER_STATE_PREFIX = "state.param_states."
@@ -44,14 +45,7 @@ def flatten_params(tree: Any) -> dict[str, Any]:
 
 def unflatten_params(flat: Mapping[str, Any]) -> dict[str, Any]:
     """{'a.b.c': leaf} -> {'a': {'b': {'c': leaf}}}."""
-    tree: dict[str, Any] = {}
-    for name, leaf in flat.items():
-        node = tree
-        *parents, last = name.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = leaf
-    return tree
+    return unflatten_nested(flat, ".")
 
 
 def expected_param_shapes(config: T5Config) -> dict[str, Shape]:

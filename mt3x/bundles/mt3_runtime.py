@@ -1,0 +1,120 @@
+"""Transcription from an MT3 bundle alone: no model code, no checkpoint, no TensorFlow.
+
+    >>> transcriber = BundleTranscriber('bundles/mt3')
+    >>> result = transcriber.transcribe(audio)              # f32[samples] @ 16 kHz
+    >>> transcribe_files(['a.flac'], transcriber=transcriber, out_dir='out')
+
+Imports jax (to run the exported StableHLO), numpy, the codec (numpy) and `mt3x.inference`'s
+audio/MIDI helpers, never `mt3x.models` or `mt3x.trainer` (tested in a fresh process that blocks
+them). Segments of all files are decoded in fixed-size batches (the last one zero-padded) so the
+exported encoder+decoder compile once per process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+
+from mt3x.bundles.bundle import BundleError, read_bundle
+from mt3x.inference import Transcription, check_audio, transcribe_waveforms
+
+MT3_KIND = "mt3"
+
+
+def codec_description(vocab: str) -> dict[str, Any]:
+    """What fixes a vocabulary's token ids (JSON-normalised); stored in the bundle and compared
+    with this installation's codec when the bundle is loaded."""
+    from mt3x import codec
+
+    config = codec.get_config(vocab)
+    description = {
+        "name": config.name, "vocab": dataclasses.asdict(config.vocab),
+        "program_granularity": config.program_granularity, "use_ties": config.use_ties,
+        "onsets_only": config.onsets_only, "inputs_length": config.inputs_length,
+        "steps_per_second": config.codec.steps_per_second,
+        "event_ranges": [[r.type, r.min_value, r.max_value] for r in config.codec.event_ranges],
+        "num_embeddings": config.vocabulary.num_embeddings,
+    }
+    return json.loads(json.dumps(description))
+
+
+class BundleTranscriber:
+    """An MT3 bundle, loaded and ready to transcribe (same interface as `Transcriber`).
+
+    Args:
+      bundle: the bundle folder written by `mt3x-export`.
+      batch_size: segments per call of the exported functions (every call has this shape).
+
+    Raises:
+      BundleError: not an MT3 bundle, corrupt files, or a codec that differs from this
+        installation's (token ids would be misread).
+    """
+
+    def __init__(self, bundle: str | os.PathLike, *, batch_size: int = 8) -> None:
+        if batch_size < 1:
+            raise BundleError(f"batch_size must be >= 1, got {batch_size}")
+        loaded = read_bundle(bundle, kind=MT3_KIND, function_names=("encoder", "decoder"))
+        manifest = loaded.manifest
+        self.path = loaded.path
+        try:
+            self.vocab = str(manifest["codec"]["name"])
+            self.frames_per_segment = int(manifest["audio"]["frames_per_segment"])
+            self.max_decode_length = int(manifest["decoding"]["max_decode_length"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise BundleError(f"{self.path}/bundle.json: malformed MT3 fields ({err!r})") from None
+        expected = codec_description(self.vocab)
+        if manifest["codec"] != expected:
+            differing = sorted(k for k in expected if manifest["codec"].get(k) != expected[k])
+            raise BundleError(f"{self.path}: its {self.vocab!r} codec differs from this "
+                              f"installation's in {differing}; token ids would be misread")
+        self.manifest = manifest
+        self.step = manifest.get("source", {}).get("step")
+        self.stored_dtype = manifest.get("stored_dtype")
+        self.batch_size = int(batch_size)
+        self.params = jax.device_put(loaded.params)
+        encoder, decoder = loaded.functions["encoder"], loaded.functions["decoder"]
+        self._run = jax.jit(lambda params, frames: decoder.call(params,
+                                                                encoder.call(params, frames)))
+        self.segments_decoded = 0
+        self.decode_seconds = 0.0
+
+    def decode_segments(self, frames: np.ndarray) -> np.ndarray:
+        """float32[n, frames_per_segment, 128] sample frames -> int32[n, max_decode_length]."""
+        frames = np.asarray(frames, np.float32)
+        count, batch = frames.shape[0], self.batch_size
+        start_time = time.perf_counter()
+        outputs = []
+        for start in range(0, count, batch):
+            chunk = frames[start:start + batch]
+            if chunk.shape[0] < batch:
+                pad = np.zeros((batch - chunk.shape[0],) + chunk.shape[1:], np.float32)
+                chunk = np.concatenate([chunk, pad])
+            outputs.append(self._run(self.params, chunk))  # dispatched asynchronously
+        tokens = [np.asarray(out) for out in outputs]
+        self.decode_seconds += time.perf_counter() - start_time
+        self.segments_decoded += count
+        if not tokens:
+            return np.zeros((0, self.max_decode_length), np.int32)
+        return np.concatenate(tokens)[:count].astype(np.int32)
+
+    def transcribe_many(self, audios: Sequence[np.ndarray],
+                        names: Sequence[str] | None = None) -> list[Transcription]:
+        """Transcribes several 16 kHz waveforms, batching their segments together."""
+        return transcribe_waveforms(self.decode_segments, audios, names,
+                                    frames_per_segment=self.frames_per_segment, vocab=self.vocab)
+
+    def transcribe(self, audio: np.ndarray) -> Transcription:
+        """Transcribes one float32[samples] waveform at 16 kHz."""
+        return self.transcribe_many([check_audio(audio)])[0]
+
+    def describe(self) -> str:
+        """One line: path, source step, stored dtype, vocabulary."""
+        return (f"bundle {self.path} (step {self.step}, {self.stored_dtype} params, vocab "
+                f"{self.vocab}, {self.max_decode_length} tokens/segment)")
