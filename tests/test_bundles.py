@@ -109,7 +109,8 @@ def test_manifest_describes_polymorphic_multi_platform_functions(bundles):
     assert manifest["functions"]["decoder"]["outputs"] == [f"int32[b,{data.TINY_DECODE_LENGTH}]"]
 
 
-def test_bfloat16_bundle_is_half_size_and_equals_the_model_with_rounded_weights(run, bundles):
+def test_bfloat16_bundle_is_half_size_and_equals_the_model_with_rounded_weights_on_1_or_8_devices(
+        run, bundles):
     f32, bf16 = (read_bundle(bundles[d], function_names=()) for d in ("float32", "bfloat16"))
     size = {d: (bundles[d] / "params.safetensors").stat().st_size for d in bundles}
     assert 0.49 < size["bfloat16"] / size["float32"] < 0.51
@@ -122,8 +123,11 @@ def test_bfloat16_bundle_is_half_size_and_equals_the_model_with_rounded_weights(
     audio = np.random.default_rng(0).standard_normal(3 * 16000).astype(np.float32) * 0.1
     frames, _ = audio_to_segments(audio)
     expected = np.asarray(jax.jit(model.predict)(rounded, {"encoder_input_tokens": frames}))
-    tokens = BundleTranscriber(bundles["bfloat16"], batch_size=2).decode_segments(frames)
-    np.testing.assert_array_equal(tokens, expected)
+    sharded = BundleTranscriber(bundles["bfloat16"], batch_size=2)     # 8 CPU devices
+    assert sharded.batch_size == 8
+    np.testing.assert_array_equal(sharded.decode_segments(frames), expected)
+    one_device = BundleTranscriber(bundles["bfloat16"], batch_size=2, devices=jax.devices()[:1])
+    np.testing.assert_array_equal(one_device.decode_segments(frames), expected)
 
 
 def test_decoder_step_loop_reproduces_the_exported_greedy_decoder(bundles):

@@ -7,7 +7,9 @@
 Imports jax (to run the exported StableHLO), numpy, the codec (numpy) and `mt3x.inference`'s
 audio/MIDI helpers, never `mt3x.models` or `mt3x.trainer` (tested in a fresh process that blocks
 them). Segments of all files are decoded in fixed-size batches (the last one zero-padded) so the
-exported encoder+decoder compile once per process.
+exported encoder+decoder compile once per process; each batch is split over this process's
+devices (data parallel: the single-device StableHLO is partitioned by XLA, parameters
+replicated), giving the same tokens as one device.
 """
 
 from __future__ import annotations
@@ -50,14 +52,17 @@ class BundleTranscriber:
 
     Args:
       bundle: the bundle folder written by `mt3x-export`.
-      batch_size: segments per call of the exported functions (every call has this shape).
+      batch_size: segments per call of the exported functions (every call has this shape);
+        rounded up to a multiple of the number of devices.
+      devices: the devices a batch is split over (default: all of this process's devices).
 
     Raises:
       BundleError: not an MT3 bundle, corrupt files, or a codec that differs from this
         installation's (token ids would be misread).
     """
 
-    def __init__(self, bundle: str | os.PathLike, *, batch_size: int = 8) -> None:
+    def __init__(self, bundle: str | os.PathLike, *, batch_size: int = 8,
+                 devices: Sequence[Any] | None = None) -> None:
         if batch_size < 1:
             raise BundleError(f"batch_size must be >= 1, got {batch_size}")
         loaded = read_bundle(bundle, kind=MT3_KIND, function_names=("encoder", "decoder"))
@@ -77,11 +82,16 @@ class BundleTranscriber:
         self.manifest = manifest
         self.step = manifest.get("source", {}).get("step")
         self.stored_dtype = manifest.get("stored_dtype")
-        self.batch_size = int(batch_size)
-        self.params = jax.device_put(loaded.params)
+        devices = list(devices) if devices is not None else jax.local_devices()
+        mesh = jax.sharding.Mesh(np.array(devices), ("data",))
+        replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("data"))
+        self.batch_size = len(devices) * -(-int(batch_size) // len(devices))
+        self.params = jax.device_put(loaded.params, replicated)
         encoder, decoder = loaded.functions["encoder"], loaded.functions["decoder"]
         self._run = jax.jit(lambda params, frames: decoder.call(params,
-                                                                encoder.call(params, frames)))
+                                                                encoder.call(params, frames)),
+                            in_shardings=(replicated, split), out_shardings=split)
         self.segments_decoded = 0
         self.decode_seconds = 0.0
 
