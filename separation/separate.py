@@ -15,6 +15,7 @@ DNN), the result equals one-piece separation up to float rounding. Working memor
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable
 
@@ -122,13 +123,18 @@ def separate_long(separate_fn: SeparateFn, mixture: np.ndarray, *, chunk_samples
 
 
 def model_separate_fn(model: Any, params: Any) -> SeparateFn:
-    """A `SeparateFn` from a separator Model object (`predict(params, {'mixture'})['sources']`),
-    jitted once per chunk-batch shape."""
-    predict = jax.jit(lambda p, m: model.predict(p, {"mixture": m})["sources"])
+    """A `SeparateFn` from a separator Model object (`predict(params, {'mixture'})['sources']`);
+    the jitted predict is shared by every call for the same model (compiled once per shape)."""
+    predict = _jitted_predict(model)
 
     def fn(chunks: np.ndarray) -> np.ndarray:
         return np.asarray(predict(params, jnp.asarray(chunks)))
     return fn
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_predict(model: Any) -> Callable[[Any, jax.Array], jax.Array]:
+    return jax.jit(lambda p, m: model.predict(p, {"mixture": m})["sources"])
 
 
 def receptive_margin(model: Any) -> int:
@@ -144,12 +150,32 @@ def receptive_margin(model: Any) -> int:
     return int(n_fft + frames * hop)
 
 
-def separate_with_model(model: Any, params: Any, mixture: np.ndarray, *, chunk_seconds: float = 10.0,
-                        fade_seconds: float = 0.1, chunks_per_call: int = 2) -> np.ndarray:
+DEFAULT_CHUNK_SECONDS = 10.0
+DEFAULT_FADE_SECONDS = 0.1
+DEFAULT_CHUNKS_PER_CALL = 2
+
+
+def separate_in_chunks(separate_fn: SeparateFn, mixture: np.ndarray, *, sample_rate: int,
+                       hop_length: int, margin_samples: int,
+                       chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+                       fade_seconds: float = DEFAULT_FADE_SECONDS,
+                       chunks_per_call: int = DEFAULT_CHUNKS_PER_CALL) -> np.ndarray:
+    """`separate_long` with the default chunking of a separator (the checkpoint path and the
+    bundle runtime share it, so their chunk boundaries coincide): chunks of `chunk_seconds`
+    (at least two margins and a fade on each side), starts aligned to the STFT hop."""
+    fade = int(fade_seconds * sample_rate)
+    chunk = max(int(chunk_seconds * sample_rate), 2 * (2 * margin_samples + fade))
+    return separate_long(separate_fn, mixture, chunk_samples=chunk, margin_samples=margin_samples,
+                         fade_samples=fade, chunks_per_call=chunks_per_call,
+                         align_samples=hop_length)
+
+
+def separate_with_model(model: Any, params: Any, mixture: np.ndarray, *,
+                        chunk_seconds: float = DEFAULT_CHUNK_SECONDS,
+                        fade_seconds: float = DEFAULT_FADE_SECONDS,
+                        chunks_per_call: int = DEFAULT_CHUNKS_PER_CALL) -> np.ndarray:
     """float32[samples] at model.sample_rate -> float32[n_inst, samples] with default chunking."""
-    margin = receptive_margin(model)
-    fade = int(fade_seconds * model.sample_rate)
-    chunk = max(int(chunk_seconds * model.sample_rate), 2 * (2 * margin + fade))
-    return separate_long(model_separate_fn(model, params), mixture, chunk_samples=chunk,
-                         margin_samples=margin, fade_samples=fade, chunks_per_call=chunks_per_call,
-                         align_samples=model.hop_length)
+    return separate_in_chunks(model_separate_fn(model, params), mixture,
+                              sample_rate=model.sample_rate, hop_length=model.hop_length,
+                              margin_samples=receptive_margin(model), chunk_seconds=chunk_seconds,
+                              fade_seconds=fade_seconds, chunks_per_call=chunks_per_call)

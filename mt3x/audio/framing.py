@@ -99,7 +99,7 @@ def frame(
     total = num_chunks * hop_length
     if total > n:
         signal = _pad_last(signal, total - n, pad_value)
-    elif total < n:
+    elif total != n:  # (not `<`: equality of symbolic sizes may be undecidable)
         signal = signal[..., :total]
     chunks = signal.reshape(*batch_shape, num_chunks, hop_length)
     if chunks_per_frame == 1:

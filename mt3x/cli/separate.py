@@ -1,6 +1,7 @@
 """`mt3x-separate AUDIO... --checkpoint DIR --out DIR`: audio files -> one WAV per instrument.
 
     mt3x-separate song.wav --checkpoint runs/sep/unet --out stems/
+    mt3x-separate song.wav --bundle bundles/unet --out stems/       # no model code needed
     mt3x-separate mix.flac --checkpoint runs/sep/dnn/finetune --out stems/ --reference-dir refs/
     mt3x-separate eval --data /data/chorales --split test --out scores/ \\
         --checkpoints dnn_ls_init=runs/sep/dnn_ls_init,dnn=runs/sep/dnn/finetune,unet=runs/sep/unet
@@ -18,8 +19,10 @@ every model's STFT settings) and each checkpoint; `--checkpoints` is `label=DIR,
 holding `separators.json` (written by launch/separation_train.py). Labels dnn_ls_init, dnn and
 unet are shown as 'DNN, LS init', 'DNN, trained' and 'U-Net'.
 
-The checkpoint is a separator run directory (separator.json + checkpoints/). A missing or partial
-checkpoint, or one for other instruments than `--instruments`, prints `error: ...` and exits 2.
+The checkpoint is a separator run directory (separator.json + checkpoints/); `--bundle` instead
+takes a separator bundle written by `mt3x-export` (then the model code, Flax and Orbax are never
+imported; the chunking is the same, so are the stems). A missing or partial checkpoint or bundle,
+or one for other instruments than `--instruments`, prints `error: ...` and exits 2.
 """
 
 from __future__ import annotations
@@ -43,14 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mt3x-separate", description=__doc__.splitlines()[0],
                                      epilog="Score a dataset split: mt3x-separate eval --help")
     parser.add_argument("audio", nargs="+", type=Path, help="audio files (wav, flac, ...)")
-    parser.add_argument("--checkpoint", required=True, type=Path,
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path,
                         help="separator run directory (separator.json + checkpoints/)")
+    source.add_argument("--bundle", type=Path,
+                        help="separator bundle written by mt3x-export (instead of --checkpoint)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--reference-dir", type=Path, default=None,
                         help="true stems: DIR/<name>/<instrument>.wav or DIR/<instrument>.wav")
     parser.add_argument("--instruments", default=None,
                         help="expected instrument spec; a checkpoint for others is refused")
-    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default latest)")
+    parser.add_argument("--step", type=int, default=None,
+                        help="checkpoint step (default latest; not with --bundle)")
     parser.add_argument("--chunk-seconds", type=float, default=10.0,
                         help="chunk length of the overlap-add separation")
     parser.add_argument("--no-figure", action="store_true", help="skip the spectrogram PNG")
@@ -91,17 +98,23 @@ def main(argv: list[str] | None = None) -> int:
 
 def _check_instruments(info: Any, spec: str | None, where: Path) -> None:
     """Refuses a checkpoint whose instruments differ from `spec` (when given)."""
+    _check_instrument_names(tuple(info.model.instruments), info.groups, spec, f"checkpoint {where}")
+
+
+def _check_instrument_names(have: Sequence[str], groups: Sequence[Any] | None, spec: str | None,
+                            what: str) -> None:
+    """Refuses a separator (`what`: 'checkpoint DIR' / 'bundle DIR') whose instrument names or
+    groups differ from `spec` (when given)."""
     if spec is None:
         return
     from separation.data import parse_instruments
 
     wanted = parse_instruments(spec)
     names = tuple(g.name for g in wanted)
-    have = tuple(info.model.instruments)
-    if names != have or (info.groups is not None and tuple(info.groups) != tuple(wanted)):
-        stored = info.groups if info.groups is not None else have
+    if names != tuple(have) or (groups is not None and tuple(groups) != tuple(wanted)):
+        stored = groups if groups is not None else have
         raise Mt3xError(
-            f"checkpoint {where} separates other instruments: it was trained for "
+            f"{what} separates other instruments: it was trained for "
             f"{_describe(stored)}, --instruments asks for {_describe(wanted)}")
 
 
@@ -177,17 +190,36 @@ def _read_references(ref_dir: Path, name: str, instruments: Sequence[str], sampl
     return refs
 
 
+def _separator(args: argparse.Namespace):
+    """(instrument names, sample rate, separate(mixture, chunk_seconds) -> stems) of --checkpoint
+    or --bundle; the bundle path imports no model code."""
+    if args.bundle is not None:
+        if args.step is not None:
+            raise Mt3xError("--step selects a checkpoint step; a bundle holds one step "
+                            "(export another with mt3x-export --step)")
+        from separation.bundle_runtime import BundleSeparator
+
+        bundle = BundleSeparator(args.bundle)
+        _check_instrument_names(bundle.instruments, bundle.groups, args.instruments,
+                                f"bundle {args.bundle}")
+        return (bundle.instruments, bundle.sample_rate,
+                lambda mixture, seconds: bundle.separate(mixture, chunk_seconds=seconds))
+    from separation.separate import separate_with_model
+
+    model, params, info = _load(args.checkpoint, args.step)
+    _check_instruments(info, args.instruments, args.checkpoint)
+    return (tuple(model.instruments), model.sample_rate,
+            lambda mixture, seconds: separate_with_model(model, params, mixture,
+                                                         chunk_seconds=seconds))
+
+
 def _run_separate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from mt3x.audio.io import write_audio
     from separation import metrics, plots
-    from separation.separate import separate_with_model
 
-    model, params, info = _load(args.checkpoint, args.step)
-    _check_instruments(info, args.instruments, args.checkpoint)
-    names = tuple(model.instruments)
-    rate = model.sample_rate
+    names, rate, separate = _separator(args)
     failures = 0
     stems_of = [p.stem for p in args.audio]
     for path in args.audio:
@@ -195,7 +227,7 @@ def _run_separate(args: argparse.Namespace) -> int:
         name = path.stem if stems_of.count(path.stem) == 1 else f"{path.parent.name}_{path.stem}"
         try:
             mixture = _read_input(path, rate)
-            stems = separate_with_model(model, params, mixture, chunk_seconds=args.chunk_seconds)
+            stems = separate(mixture, args.chunk_seconds)
             refs = (None if args.reference_dir is None else
                     _read_references(args.reference_dir, name, names, rate, mixture.size))
         except Mt3xError as err:
