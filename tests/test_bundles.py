@@ -22,6 +22,7 @@ import mt3_testdata as data
 from mt3x.bundles.bundle import BundleError, read_bundle
 from mt3x.bundles.mt3_export import export_mt3_bundle
 from mt3x.bundles.mt3_runtime import BundleTranscriber
+from mt3x.cli import export as export_cli
 from mt3x.cli import transcribe as cli
 from mt3x.inference import audio_to_segments, load_model_and_params, transcribe_files
 from mt3x.resynthesis import instrument_slug, render_stems
@@ -57,9 +58,11 @@ def demo_mix(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bundles(run, tmp_path_factory) -> dict[str, Path]:
+    """The float32 bundle through `mt3x-export` (the CLI), the bfloat16 one through the library."""
     root = tmp_path_factory.mktemp("bundles")
-    return {dtype: export_mt3_bundle(run, root / dtype, dtype=dtype)
-            for dtype in ("float32", "bfloat16")}
+    assert export_cli.main(["--checkpoint", str(run), "--out", str(root / "float32")]) == 0
+    return {"float32": root / "float32",
+            "bfloat16": export_mt3_bundle(run, root / "bfloat16", dtype="bfloat16")}
 
 
 def _notes(midi: Path) -> list[tuple]:
@@ -104,7 +107,7 @@ def test_bundle_in_a_fresh_process_without_model_code_gives_the_checkpoints_note
     assert (tmp_path / "bundle" / "mix.png").read_bytes()[:4] == b"\x89PNG"
 
 
-def test_manifest_describes_polymorphic_multi_platform_functions(bundles):
+def test_manifest_describes_polymorphic_multi_platform_functions(run, bundles, capsys, tmp_path):
     manifest = json.loads((bundles["float32"] / "bundle.json").read_text())
     assert manifest["kind"] == "mt3" and manifest["source"]["step"] == 0
     assert manifest["model"]["config"]["emb_dim"] == 32 and manifest["codec"]["name"] == "mt3"
@@ -112,6 +115,14 @@ def test_manifest_describes_polymorphic_multi_platform_functions(bundles):
     assert encoder["platforms"] == ["cpu", "cuda", "tpu"]
     assert encoder["inputs"][-1] == "float32[b,256,128]"                   # symbolic batch
     assert manifest["functions"]["decoder"]["outputs"] == [f"int32[b,{data.TINY_DECODE_LENGTH}]"]
+    # the CLI: a shorter decoder on request; MT3 summary printed
+    assert export_cli.main(["--checkpoint", str(run), "--out", str(tmp_path / "short"),
+                            "--max_decode_length", "16", "--platforms", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "kind mt3, " in printed and "decoder.jax_exported" in printed
+    short = json.loads((tmp_path / "short" / "bundle.json").read_text())
+    assert short["functions"]["decoder"]["outputs"] == ["int32[b,16]"]
+    assert short["functions"]["decoder"]["platforms"] == ["cpu"]
 
 
 def test_bfloat16_bundle_is_half_size_and_equals_the_model_with_rounded_weights_on_1_or_8_devices(
