@@ -520,7 +520,8 @@ def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
       pianoroll: write the PNGs.
       files_per_group: files whose segments are batched together (bounds memory).
       on_error: called with (path, error) for a file that cannot be read or transcribed (too
-        short, silent, unreadable), which is then skipped; None: such a file raises.
+        short, silent, unreadable; it is then skipped) or whose stems cannot be rendered (its
+        MIDI is kept); None: such a file raises.
       stems: also render each transcribed instrument through `soundfont` to
         `<out_dir>/<stem>/<instrument>.wav` (+ mix.wav) at `stems_sample_rate`, as long as the
         input (see `mt3x.resynthesis.render_stems`).
@@ -577,10 +578,15 @@ def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
             if stems:
                 from mt3x.resynthesis import render_stems
 
-                rendered = render_stems(
-                    ns, out_dir / output_names[i],
-                    num_samples=round(result.audio_seconds * stems_sample_rate),
-                    sample_rate=stems_sample_rate, soundfont=soundfont)
+                try:
+                    rendered = render_stems(
+                        ns, out_dir / output_names[i],
+                        num_samples=round(result.audio_seconds * stems_sample_rate),
+                        sample_rate=stems_sample_rate, soundfont=soundfont)
+                except Mt3xError as err:  # e.g. the soundfont lacks a transcribed program
+                    if on_error is None:
+                        raise
+                    on_error(paths[i], err)
             instruments = {(n.is_drum, 0 if n.is_drum else n.program) for n in ns.notes}
             written.append(FileTranscription(
                 audio_path=paths[i], midi_path=midi_path, pianoroll_path=png,
