@@ -55,13 +55,13 @@ def _speed(transcriber, audio, repeats: int) -> tuple[float, list]:
     """(median x real time, tokens of the last run)."""
     from mt3x.inference import audio_to_segments
 
-    frames, _ = audio_to_segments(audio)
+    frames, _, lengths = audio_to_segments(audio)
     decode = getattr(transcriber, "decode_segments", None) or (
-        lambda f: transcriber.decoder.decode(transcriber.params, f))
+        lambda f, n: transcriber.decoder.decode(transcriber.params, f, n))
     times, tokens = [], None
     for _ in range(repeats):
         start = time.perf_counter()
-        tokens = decode(frames)
+        tokens = decode(frames, lengths)
         times.append(time.perf_counter() - start)
     return audio.size / 16000 / statistics.median(times), tokens
 

@@ -27,7 +27,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import jax
 import note_seq
@@ -220,26 +220,35 @@ def segment_frames(vocab: str) -> int:
     return int(codec.get_config(vocab).inputs_length)
 
 
-def audio_to_segments(audio: np.ndarray, frames_per_segment: int = FRAMES_PER_SEGMENT
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Cuts 16 kHz audio into MT3's inference segments.
+class Segments(NamedTuple):
+    """One waveform cut into MT3's inference segments.
 
-    Args:
-      audio: float32[samples] at 16 kHz.
-      frames_per_segment: 256 (mt3) or 512 (ismir2021).
-
-    Returns:
-      (frames float32[num_segments, frames_per_segment, 128] raw sample frames, the last segment
-       zero-padded; start_times float64[num_segments] in seconds).
+    frames: float32[num_segments, frames_per_segment, 128] raw sample frames, the last segment
+      zero-padded. start_times: float64[num_segments] seconds. lengths: int32[num_segments]
+      valid frames per segment (frames_per_segment except for the last one); the model zeroes
+      the log-mel rows past them, as MT3 does.
     """
+
+    frames: np.ndarray
+    start_times: np.ndarray
+    lengths: np.ndarray
+
+
+def audio_to_segments(audio: np.ndarray, frames_per_segment: int = FRAMES_PER_SEGMENT
+                      ) -> Segments:
+    """Cuts 16 kHz audio (float32[samples]) into MT3's inference segments of 256 (mt3) or 512
+    (ismir2021) frames: MT3's frames (one zero frame appended), split without overlap."""
     from mt3x.audio import mt3_sample_frames
 
     frames = mt3_sample_frames(audio)  # [n, 128], one zero frame appended as in MT3
-    count = math.ceil(frames.shape[0] / frames_per_segment)
+    total = frames.shape[0]
+    count = math.ceil(total / frames_per_segment)
     padded = np.zeros((count * frames_per_segment, HOP_WIDTH), np.float32)
-    padded[:frames.shape[0]] = frames
+    padded[:total] = frames
     starts = np.arange(count) * frames_per_segment * HOP_WIDTH / SAMPLE_RATE
-    return padded.reshape(count, frames_per_segment, HOP_WIDTH), starts
+    lengths = np.minimum(total - np.arange(count) * frames_per_segment,
+                         frames_per_segment).astype(np.int32)
+    return Segments(padded.reshape(count, frames_per_segment, HOP_WIDTH), starts, lengths)
 
 
 # ---- batched decoding --------------------------------------------------------------------------
@@ -271,13 +280,17 @@ class SegmentDecoder:
         self.segments_decoded = 0
         self.decode_seconds = 0.0
 
-    def decode(self, params: Any, frames: np.ndarray) -> np.ndarray:
-        """float32[n, frames, 128] sample frames -> int32[n, max_decode_length] model ids.
+    def decode(self, params: Any, frames: np.ndarray, lengths: np.ndarray | None = None
+               ) -> np.ndarray:
+        """float32[n, frames, 128] sample frames (+ int32[n] valid frames per segment; default
+        all) -> int32[n, max_decode_length] model ids.
 
         `params` are the model's unboxed params, placed on this decoder's partitioner's mesh.
         """
         frames = np.asarray(frames, np.float32)
         count = frames.shape[0]
+        lengths = (np.full(count, frames.shape[1], np.int32) if lengths is None
+                   else np.asarray(lengths, np.int32))
         batch = self.batch_size
         processes, me = jax.process_count(), jax.process_index()
         if batch % processes:
@@ -288,13 +301,12 @@ class SegmentDecoder:
         outputs = []
         with self.partitioner.activate():
             for start in range(0, count, batch):
-                chunk = frames[start:start + batch]
-                if chunk.shape[0] < batch:
-                    pad = np.zeros((batch - chunk.shape[0],) + chunk.shape[1:], np.float32)
-                    chunk = np.concatenate([chunk, pad])
-                local = chunk[me * per_host:(me + 1) * per_host]
+                chunk, chunk_lengths = pad_batch(frames[start:start + batch],
+                                                 lengths[start:start + batch], batch)
+                mine = slice(me * per_host, (me + 1) * per_host)
                 global_batch = self.partitioner.make_global_batch(
-                    {"encoder_input_tokens": local})
+                    {"encoder_input_tokens": chunk[mine],
+                     "encoder_input_lengths": chunk_lengths[mine]})
                 outputs.append(self._predict(params, global_batch))  # dispatched async
             tokens = [np.asarray(jax.device_get(out)) for out in outputs]
         self.decode_seconds += time.perf_counter() - start_time
@@ -302,6 +314,18 @@ class SegmentDecoder:
         if not tokens:
             return np.zeros((0, self.max_decode_length), np.int32)
         return np.concatenate(tokens)[:count].astype(np.int32)
+
+
+def pad_batch(frames: np.ndarray, lengths: np.ndarray, batch: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Pads up to `batch` segments with all-zero segments of full length (their tokens are
+    dropped), so every decoding call has one shape."""
+    missing = batch - frames.shape[0]
+    if missing <= 0:
+        return frames, lengths
+    pad = np.zeros((missing,) + frames.shape[1:], np.float32)
+    return (np.concatenate([frames, pad]),
+            np.concatenate([lengths, np.full(missing, frames.shape[1], np.int32)]))
 
 
 def tokens_to_notes(tokens: np.ndarray, start_times: Sequence[float], vocab: str) -> Any:
@@ -329,14 +353,15 @@ class Transcription:
     audio_seconds: float
 
 
-def transcribe_waveforms(decode_segments: Callable[[np.ndarray], np.ndarray],
+def transcribe_waveforms(decode_segments: Callable[[np.ndarray, np.ndarray], np.ndarray],
                          audios: Sequence[np.ndarray], names: Sequence[str] | None = None, *,
                          frames_per_segment: int, vocab: str) -> list[Transcription]:
     """Waveforms -> segments -> `decode_segments` (all files' segments at once) -> stitched notes.
 
     Args:
-      decode_segments: float32[n, frames_per_segment, 128] sample frames -> int32[n, length]
-        model ids (a checkpoint's `SegmentDecoder` or a bundle's exported functions).
+      decode_segments: (float32[n, frames_per_segment, 128] sample frames, int32[n] valid
+        frames) -> int32[n, length] model ids (a checkpoint's `SegmentDecoder` or a bundle's
+        exported functions).
       audios: float32[samples] waveforms at 16 kHz.
       names: one per waveform, for error messages.
       frames_per_segment, vocab: of the model.
@@ -349,15 +374,15 @@ def transcribe_waveforms(decode_segments: Callable[[np.ndarray], np.ndarray],
     cut = [audio_to_segments(a, frames_per_segment) for a in checked]
     if not cut:
         return []
-    tokens = decode_segments(np.concatenate([frames for frames, _ in cut]))
+    tokens = decode_segments(np.concatenate([c.frames for c in cut]),
+                             np.concatenate([c.lengths for c in cut]))
     results, offset = [], 0
-    for audio, (frames, starts) in zip(checked, cut):
-        file_tokens = tokens[offset:offset + len(frames)]
-        offset += len(frames)
-        decoded = tokens_to_notes(file_tokens, starts, vocab)
+    for audio, segments in zip(checked, cut):
+        count = len(segments.frames)
+        decoded = tokens_to_notes(tokens[offset:offset + count], segments.start_times, vocab)
+        offset += count
         results.append(Transcription(decoded.note_sequence, decoded.invalid_events,
-                                     decoded.dropped_events, len(frames),
-                                     audio.size / SAMPLE_RATE))
+                                     decoded.dropped_events, count, audio.size / SAMPLE_RATE))
     return results
 
 
@@ -381,9 +406,9 @@ class Transcriber:
         Raises:
           TranscriptionError: a waveform is too short, silent or not finite (named by `names`).
         """
-        return transcribe_waveforms(lambda frames: self.decoder.decode(self.params, frames),
-                                    audios, names, frames_per_segment=self.frames_per_segment,
-                                    vocab=self.vocab)
+        return transcribe_waveforms(
+            lambda frames, lengths: self.decoder.decode(self.params, frames, lengths),
+            audios, names, frames_per_segment=self.frames_per_segment, vocab=self.vocab)
 
     def transcribe(self, audio: np.ndarray) -> Transcription:
         """Transcribes one float32[samples] waveform at 16 kHz."""

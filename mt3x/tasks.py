@@ -31,7 +31,7 @@ import tensorflow as tf
 
 from mt3x import preprocessors as pp
 from mt3x.errors import Mt3xError
-from mt3x.feature_converters import ContinuousInputsEncDecFeatureConverter
+from mt3x.feature_converters import LENGTHS_FEATURE, ContinuousInputsEncDecFeatureConverter
 from mt3x.task_codec import PipelineCodec, get_pipeline_codec
 from mt3x.task_sources import InMemoryDataSource, SlakhDataSource
 from mt3x.task_vocab import CodecVocabulary
@@ -299,6 +299,7 @@ def make_train_batches(
       encoder_input_tokens  f32[B, 256, 128] (or [B, 256, 512] for log-mel tasks)
       decoder_input_tokens  i32[B, 1024], decoder_target_tokens i32[B, 1024],
       decoder_loss_weights  f32[B, 1024]
+      encoder_input_lengths i32[B] valid frames per example (256 except at a piece's edges)
     B = batch_size (per host; the last partial batch is dropped). Repeats forever unless
     `num_epochs`. Each host passes its `shard_index` of `num_shards`.
     """
@@ -314,8 +315,13 @@ def make_train_batches(
         feature_converter=ContinuousInputsEncDecFeatureConverter(pack=False), verbose=False)
     options = tf.data.Options()
     options.deterministic = True
-    ds = ds.with_options(options).prefetch(2)
+    ds = ds.map(_squeeze_lengths).with_options(options).prefetch(2)
     return ds.as_numpy_iterator()
+
+
+def _squeeze_lengths(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """encoder_input_lengths i32[B, 1] (seqio needs a length per feature) -> i32[B]."""
+    return {**batch, LENGTHS_FEATURE: batch[LENGTHS_FEATURE][:, 0]}
 
 
 def _feature_lengths_of(provider) -> dict[str, int]:

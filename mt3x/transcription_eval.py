@@ -51,12 +51,21 @@ class EvalFile:
     frames: float32[segments, 256, 128] raw 16 kHz sample frames (last segment zero-padded).
     start_times: float64[segments] segment start times (s).
     reference: the reference NoteSequence.
+    lengths: int32[segments] valid frames per segment (None: all full).
     """
 
     file_id: str
     frames: np.ndarray
     start_times: np.ndarray
     reference: note_seq.NoteSequence
+    lengths: np.ndarray | None = None
+
+    @property
+    def valid_frames(self) -> np.ndarray:
+        """int32[segments] valid frames per segment."""
+        if self.lengths is not None:
+            return np.asarray(self.lengths, np.int32)
+        return np.full(len(self.frames), self.frames.shape[1], np.int32)
 
 
 @dataclasses.dataclass
@@ -104,13 +113,15 @@ def group_segments(segments: Sequence[Mapping[str, Any]], *, max_files: int | No
                 f"eval file {key}: inputs have depth {depth}; the transcription evaluator needs "
                 f"raw sample frames ({HOP_WIDTH}), i.e. tasks registered with inputs='frames'")
         frames = np.zeros((len(segs), frames_per_segment, HOP_WIDTH), np.float32)
+        lengths = np.zeros(len(segs), np.int32)
         for i, seg in enumerate(segs):
             x = np.asarray(seg["inputs"], np.float32)
             frames[i, :x.shape[0]] = x
+            lengths[i] = x.shape[0]
         files.append(EvalFile(
             file_id=key, frames=frames,
             start_times=np.asarray([float(s["start_time"]) for s in segs]),
-            reference=note_seq.NoteSequence.FromString(first["sequence"])))
+            reference=note_seq.NoteSequence.FromString(first["sequence"]), lengths=lengths))
     return files
 
 
@@ -175,7 +186,8 @@ class TranscriptionEvaluator:
         from mt3x.metrics import transcription_metrics
 
         files = self.files
-        tokens = self.decoder.decode(params, np.concatenate([f.frames for f in files]))
+        tokens = self.decoder.decode(params, np.concatenate([f.frames for f in files]),
+                                     np.concatenate([f.valid_frames for f in files]))
         results, offset = [], 0
         for f in files:
             decoded = tokens_to_notes(tokens[offset:offset + len(f.frames)], f.start_times,

@@ -113,7 +113,7 @@ def test_manifest_describes_polymorphic_multi_platform_functions(run, bundles, c
     assert manifest["model"]["config"]["emb_dim"] == 32 and manifest["codec"]["name"] == "mt3"
     encoder = manifest["functions"]["encoder"]
     assert encoder["platforms"] == ["cpu", "cuda", "tpu"]
-    assert encoder["inputs"][-1] == "float32[b,256,128]"                   # symbolic batch
+    assert encoder["inputs"][-2:] == ["float32[b,256,128]", "int32[b]"]    # symbolic batch
     assert manifest["functions"]["decoder"]["outputs"] == [f"int32[b,{data.TINY_DECODE_LENGTH}]"]
     # the CLI: a shorter decoder on request; MT3 summary printed
     assert export_cli.main(["--checkpoint", str(run), "--out", str(tmp_path / "short"),
@@ -137,13 +137,14 @@ def test_bfloat16_bundle_is_half_size_and_equals_the_model_with_rounded_weights_
     model, _, _, _ = load_model_and_params(run)
     rounded = jax.tree.map(lambda a: np.asarray(a, np.float32), bf16.params)
     audio = np.random.default_rng(0).standard_normal(3 * 16000).astype(np.float32) * 0.1
-    frames, _ = audio_to_segments(audio)
-    expected = np.asarray(jax.jit(model.predict)(rounded, {"encoder_input_tokens": frames}))
+    frames, _, lengths = audio_to_segments(audio)                    # last segment: 119 frames
+    batch = {"encoder_input_tokens": frames, "encoder_input_lengths": lengths}
+    expected = np.asarray(jax.jit(model.predict)(rounded, batch))
     sharded = BundleTranscriber(bundles["bfloat16"], batch_size=2)     # 8 CPU devices
     assert sharded.batch_size == 8
-    np.testing.assert_array_equal(sharded.decode_segments(frames), expected)
+    np.testing.assert_array_equal(sharded.decode_segments(frames, lengths), expected)
     one_device = BundleTranscriber(bundles["bfloat16"], batch_size=2, devices=jax.devices()[:1])
-    np.testing.assert_array_equal(one_device.decode_segments(frames), expected)
+    np.testing.assert_array_equal(one_device.decode_segments(frames, lengths), expected)
 
 
 def test_decoder_step_loop_reproduces_the_exported_greedy_decoder(bundles):
@@ -151,7 +152,7 @@ def test_decoder_step_loop_reproduces_the_exported_greedy_decoder(bundles):
     manifest = bundle.manifest
     frames = np.random.default_rng(1).standard_normal((2, 256, 128)).astype(np.float32) * 0.1
     params = bundle.params
-    cross_kv = bundle.functions["encoder"].call(params, frames)
+    cross_kv = bundle.functions["encoder"].call(params, frames, np.array([256, 100], np.int32))
     tokens = np.asarray(bundle.functions["decoder"].call(params, cross_kv))
     shape = [2 if d == "b" else d for d in manifest["decoder_cache"]["shape"]]
     dtype = manifest["decoder_cache"]["dtype"]

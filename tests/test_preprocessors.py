@@ -202,7 +202,8 @@ def test_feature_converter_output_matches_contract():
     converter = ContinuousInputsEncDecFeatureConverter(pack=False)
     out = next(converter(ds, {"inputs": 256, "targets": 1024}).as_numpy_iterator())
     assert set(out) == {"encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
-                        "decoder_loss_weights"}
+                        "decoder_loss_weights", "encoder_input_lengths"}
+    np.testing.assert_array_equal(out["encoder_input_lengths"], [100])   # frames before padding
     assert out["encoder_input_tokens"].shape == (256, 128)
     assert out["encoder_input_tokens"].dtype == np.float32
     assert out["encoder_input_tokens"][:100].min() == 1 and not out["encoder_input_tokens"][100:].any()

@@ -224,6 +224,12 @@ def test_train_batches_are_deterministic_by_seed(toy_tasks):
     batch = a[0]
     assert batch["encoder_input_tokens"].shape == (3, 256, 128)
     assert batch["encoder_input_tokens"].dtype == np.float32
+    lengths = np.concatenate([x["encoder_input_lengths"] for x in a])
+    assert lengths.dtype == np.int32 and a[0]["encoder_input_lengths"].shape == (3,)
+    assert lengths.min() >= 1 and lengths.max() <= 256
+    for x in a:                              # rows past a chunk's length are padding
+        for row, length in zip(x["encoder_input_tokens"], x["encoder_input_lengths"]):
+            assert not row[length:].any()
     for key in ("decoder_input_tokens", "decoder_target_tokens"):
         assert batch[key].shape == (3, 1024) and batch[key].dtype == np.int32
     assert batch["decoder_loss_weights"].dtype == np.float32

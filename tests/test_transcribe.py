@@ -30,8 +30,9 @@ def oracle_audio(num_samples: int, seed: int = 0) -> np.ndarray:
 
 def test_audio_is_cut_into_mt3_segments():
     audio = np.arange(5 * 16000, dtype=np.float32)
-    frames, starts = audio_to_segments(audio)
+    frames, starts, lengths = audio_to_segments(audio)
     assert frames.shape == (3, 256, 128)          # 625 + 1 frames -> 3 segments of 256
+    np.testing.assert_array_equal(lengths, [256, 256, 626 - 512])
     np.testing.assert_allclose(starts, [0.0, SEGMENT_SECONDS, 2 * SEGMENT_SECONDS])
     np.testing.assert_array_equal(frames.reshape(-1)[:audio.size], audio)
     assert not frames.reshape(-1)[audio.size:].any()

@@ -3,9 +3,10 @@
 Exported functions (all take the parameter tree first, in the stored dtype; `b` is a symbolic
 batch size, F the frames per segment (256 for mt3), L the decode length):
 
-- `encoder(params, frames f32[b, F, 128]) -> cross_kv`: raw 16 kHz sample frames -> MT3 log-mel
-  (inside) -> encoder -> per decoder layer the cross-attention (keys, values),
-  `dtype`[b, heads, F, head_dim].
+- `encoder(params, frames f32[b, F, 128], lengths i32[b]) -> cross_kv`: raw 16 kHz sample frames
+  (and each segment's valid frames: log-mel rows past them are zeroed, as MT3 pads a short last
+  segment) -> MT3 log-mel (inside) -> encoder -> per decoder layer the cross-attention (keys,
+  values), `dtype`[b, heads, F, head_dim].
 - `decoder(params, cross_kv) -> i32[b, L]`: greedy decoding with a self-attention cache, in one
   while loop that stops when every segment has emitted EOS (EOS kept, 0 after it).
 - `decoder_step(params, tokens i32[b], position i32[], cache, cross_kv) -> (logits f32[b, V],
@@ -40,9 +41,10 @@ def mt3_functions(model: Any, params: Any, *, frames_per_segment: int,
     length = model.max_decode_length
     network = model.network
 
-    def encoder(stored: Any, frames: jax.Array) -> Any:
+    def encoder(stored: Any, frames: jax.Array, lengths: jax.Array) -> Any:
         weights = upcast_params(stored)
-        encoded = model.encode(weights, {"encoder_input_tokens": frames})
+        encoded = model.encode(weights, {"encoder_input_tokens": frames,
+                                         "encoder_input_lengths": lengths})
         return network.apply({"params": weights}, encoded, method=Transformer.cross_key_values)
 
     def decoder(stored: Any, cross_kv: Any) -> jax.Array:
@@ -55,7 +57,8 @@ def mt3_functions(model: Any, params: Any, *, frames_per_segment: int,
 
     specs = param_specs(params)
     frames = jax.ShapeDtypeStruct((batch, frames_per_segment, HOP_WIDTH), np.float32)
-    exported_encoder = export_function(encoder, (specs, frames), platforms)
+    lengths = jax.ShapeDtypeStruct((batch,), np.int32)
+    exported_encoder = export_function(encoder, (specs, frames, lengths), platforms)
     cross_kv = jax.tree.unflatten(exported_encoder.out_tree, exported_encoder.out_avals)
     cache = jax.eval_shape(lambda: init_decoder_cache(model.config, 1, length))
     cache = jax.tree.map(lambda a: jax.ShapeDtypeStruct((batch,) + a.shape[1:], a.dtype), cache)

@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from mt3x.bundles.bundle import BundleError, read_bundle
-from mt3x.inference import Transcription, check_audio, transcribe_waveforms
+from mt3x.inference import Transcription, check_audio, pad_batch, transcribe_waveforms
 
 MT3_KIND = "mt3"
 
@@ -89,24 +89,27 @@ class BundleTranscriber:
         self.batch_size = len(devices) * -(-int(batch_size) // len(devices))
         self.params = jax.device_put(loaded.params, replicated)
         encoder, decoder = loaded.functions["encoder"], loaded.functions["decoder"]
-        self._run = jax.jit(lambda params, frames: decoder.call(params,
-                                                                encoder.call(params, frames)),
-                            in_shardings=(replicated, split), out_shardings=split)
+        self._run = jax.jit(
+            lambda params, frames, lengths: decoder.call(params,
+                                                         encoder.call(params, frames, lengths)),
+            in_shardings=(replicated, split, split), out_shardings=split)
         self.segments_decoded = 0
         self.decode_seconds = 0.0
 
-    def decode_segments(self, frames: np.ndarray) -> np.ndarray:
-        """float32[n, frames_per_segment, 128] sample frames -> int32[n, max_decode_length]."""
+    def decode_segments(self, frames: np.ndarray, lengths: np.ndarray | None = None
+                        ) -> np.ndarray:
+        """float32[n, frames_per_segment, 128] sample frames (+ int32[n] valid frames per
+        segment; default all) -> int32[n, max_decode_length] model ids."""
         frames = np.asarray(frames, np.float32)
         count, batch = frames.shape[0], self.batch_size
+        lengths = (np.full(count, frames.shape[1], np.int32) if lengths is None
+                   else np.asarray(lengths, np.int32))
         start_time = time.perf_counter()
         outputs = []
         for start in range(0, count, batch):
-            chunk = frames[start:start + batch]
-            if chunk.shape[0] < batch:
-                pad = np.zeros((batch - chunk.shape[0],) + chunk.shape[1:], np.float32)
-                chunk = np.concatenate([chunk, pad])
-            outputs.append(self._run(self.params, chunk))  # dispatched asynchronously
+            chunk, chunk_lengths = pad_batch(frames[start:start + batch],
+                                             lengths[start:start + batch], batch)
+            outputs.append(self._run(self.params, chunk, chunk_lengths))  # asynchronous
         tokens = [np.asarray(out) for out in outputs]
         self.decode_seconds += time.perf_counter() - start_time
         self.segments_decoded += count

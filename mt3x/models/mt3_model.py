@@ -7,6 +7,8 @@ encoder_input_tokens  f32[B, frames, 128]  raw 16 kHz sample frames (inputs='aud
 decoder_input_tokens  i32[B, L]            targets shifted right, 0 = BOS/PAD
 decoder_target_tokens i32[B, L]            model ids, EOS = 1, PAD = 0
 decoder_loss_weights  f32[B, L]            1 where a target token counts
+encoder_input_lengths i32[B]               optional: valid frames per segment; log-mel rows at
+                                           and beyond it are 0.0, as MT3 pads a short segment
 ```
 With `inputs='audio'` the log-mel front end (`mt3x.audio.mt3_log_mel`) runs inside `loss` and
 `predict`, i.e. on device inside the jitted step.
@@ -45,6 +47,8 @@ AUDIO_FRAME_SIZE = 128
 INPUT_MODES = ("audio", "spectrogram")
 TRAIN_KEYS = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
               "decoder_loss_weights")
+#: Optional batch field: int32[B] valid frames of each segment (see `encoder_features`).
+LENGTHS_KEY = "encoder_input_lengths"
 
 
 class BatchError(Mt3xError):
@@ -120,13 +124,28 @@ class Mt3Model:
             if tuple(batch[key].shape[:1]) != tuple(enc.shape[:1]) or len(batch[key].shape) != 2:
                 raise BatchError(f"batch[{key!r}]: expected shape [{enc.shape[0]}, length], got "
                                  f"{tuple(batch[key].shape)}")
+        lengths = batch.get(LENGTHS_KEY)
+        if lengths is not None and tuple(lengths.shape) != tuple(enc.shape[:1]):
+            raise BatchError(f"batch[{LENGTHS_KEY!r}]: expected shape [{enc.shape[0]}] (valid "
+                             f"frames per segment), got {tuple(lengths.shape)}")
 
-    def encoder_features(self, encoder_input_tokens: Array) -> Array:
-        """Batch encoder field -> float32[batch, frames, input_depth] log-mel frames."""
+    def encoder_features(self, encoder_input_tokens: Array,
+                         encoder_input_lengths: Array | None = None) -> Array:
+        """Batch encoder fields -> float32[batch, frames, input_depth] log-mel frames.
+
+        With `encoder_input_lengths` (int[batch] valid frames), rows at and beyond a segment's
+        length are 0.0: MT3 computes a short segment's log-mel from its own samples and pads
+        with zero rows (raw-audio inputs; spectrogram inputs are zeroed the same way)."""
         if self.inputs == "spectrogram":
-            return jnp.asarray(encoder_input_tokens, jnp.float32)
+            features = jnp.asarray(encoder_input_tokens, jnp.float32)
+            if encoder_input_lengths is None:
+                return features
+            frames = jnp.arange(features.shape[1])
+            valid = jnp.asarray(encoder_input_lengths)[:, None] > frames
+            return jnp.where(valid[..., None], features, 0.0)
         from mt3x.audio import mt3_log_mel  # lazy: the front end lives in mt3x.audio
-        return mt3_log_mel(jnp.asarray(encoder_input_tokens, jnp.float32))
+        return mt3_log_mel(jnp.asarray(encoder_input_tokens, jnp.float32),
+                           num_valid_frames=encoder_input_lengths)
 
     # ---------------------------------------------------------------------------------------
     def init(self, rng: Array, batch: Batch) -> Any:
@@ -149,7 +168,7 @@ class Mt3Model:
     def logits(self, params: Any, batch: Batch, rng: Array | None = None) -> Array:
         """Teacher-forced float32[batch, length, vocab]; dropout on iff `rng` is given."""
         self._check_batch(batch, TRAIN_KEYS[:3])
-        features = self.encoder_features(batch["encoder_input_tokens"])
+        features = self.encoder_features(batch["encoder_input_tokens"], batch.get(LENGTHS_KEY))
         enable_dropout = rng is not None and self.config.dropout_rate > 0.0
         rngs = {"dropout": rng} if enable_dropout else {}
         with self._rules():
@@ -180,7 +199,7 @@ class Mt3Model:
     def encode(self, params: Any, batch: Batch) -> Array:
         """Deterministic encoder outputs `dtype`[batch, frames, emb]."""
         self._check_batch(batch, ("encoder_input_tokens",))
-        features = self.encoder_features(batch["encoder_input_tokens"])
+        features = self.encoder_features(batch["encoder_input_tokens"], batch.get(LENGTHS_KEY))
         with self._rules():
             return self.network.apply({"params": params}, features, method=Transformer.encode)
 
@@ -189,7 +208,8 @@ class Mt3Model:
         """Greedy transcription of each segment: int32[batch, max_decode_length] model ids.
 
         EOS (1) is kept, positions after it are 0; decoding stops once every segment has
-        emitted EOS. Only `batch['encoder_input_tokens']` is read. Wrap in `jax.jit`.
+        emitted EOS. Only `batch['encoder_input_tokens']` (and `encoder_input_lengths` when
+        present) is read. Wrap in `jax.jit`.
         """
         encoded = self.encode(params, batch)
         with self._rules():

@@ -109,6 +109,38 @@ def test_audio_inputs_go_through_the_log_mel_front_end(tiny):
     assert float(audio_loss) == pytest.approx(float(spec_loss), rel=1e-6)
 
 
+def test_short_segments_get_mt3s_log_mel_with_zero_rows(tiny):
+    """With encoder_input_lengths a short (last) segment is encoded as MT3 encodes it: the log-mel
+    of its own samples, then 0.0 rows (not the log-mel of the zero padding)."""
+    _, params, batch, _ = tiny
+    frames = 0.1 * np.random.default_rng(4).normal(size=(B, FRAMES, 128)).astype(np.float32)
+    lengths = np.full(B, FRAMES, np.int32)
+    lengths[1], lengths[2] = 5, 1
+    for i in (1, 2):
+        frames[i, lengths[i]:] = 0.0                    # a zero-padded last segment
+    audio_model = Mt3Model(get_config("tiny"), inputs="audio")
+    spec_model = Mt3Model(get_config("tiny"), inputs="spectrogram")
+    features = np.asarray(jax.jit(audio_model.encoder_features)(frames, lengths))
+    log_mel = jax.jit(mt3x.audio.mt3_log_mel)
+    for i in range(B):
+        own = np.asarray(log_mel(frames[i:i + 1, :lengths[i]]))[0]   # its samples only
+        np.testing.assert_allclose(features[i, :lengths[i]], own, atol=1e-5)
+        assert not features[i, lengths[i]:].any()
+    assert np.asarray(log_mel(frames[1:2]))[0, 5:].min() < -5     # what padding alone gives
+    audio_params = nn.unbox(audio_model.init(jax.random.key(0), {**batch,
+                                                                 "encoder_input_tokens": frames}))
+    with_lengths = {**batch, "encoder_input_tokens": frames, "encoder_input_lengths": lengths}
+    encoded = np.asarray(jax.jit(audio_model.encode)(audio_params, with_lengths))
+    spec_encoded = np.asarray(jax.jit(spec_model.encode)(
+        audio_params, {**batch, "encoder_input_tokens": features}))
+    np.testing.assert_allclose(encoded, spec_encoded, atol=1e-5)
+    without = np.asarray(jax.jit(audio_model.encode)(
+        audio_params, {**batch, "encoder_input_tokens": frames}))
+    assert np.abs(without[1] - encoded[1]).max() > 1e-3 and np.allclose(without[0], encoded[0])
+    with pytest.raises(BatchError, match="encoder_input_lengths"):
+        audio_model.encode(audio_params, {**with_lengths, "encoder_input_lengths": lengths[:3]})
+
+
 def test_bad_batches_name_the_field(tiny):
     model, params, batch, _ = tiny
     with pytest.raises(BatchError, match="decoder_loss_weights"):
