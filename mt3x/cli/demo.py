@@ -149,11 +149,11 @@ def run_mt3_demo(out: Path, *, stages: set[str], seed: int, steps: int | None) -
                                    out_dir=out / "transcription",
                                    references=[track.note_sequence()], stems=True)
         for item in results:
+            stems = (f"{len(item.stems) - 1} resynthesised stems + mix in "
+                     f"{item.stems[0].path.parent}" if item.stems else "no notes, no stems")
             print(f"[demo] transcribe: {track.mix_path} -> {item.midi_path} "
                   f"({item.num_notes} notes, {item.num_instruments} instruments), "
-                  f"piano roll {item.pianoroll_path}, "
-                  f"{max(len(item.stems) - 1, 0)} resynthesised stems + mix in "
-                  f"{out / 'transcription' / item.midi_path.stem}")
+                  f"piano roll {item.pianoroll_path}, {stems}")
     if "separate" in stages:
         # The separation package builds on mt3x (never the reverse); the demo is an entry point.
         from separation.experiment import ExperimentConfig, run_experiment
