@@ -2,7 +2,7 @@
 
     >>> transcriber = load_transcriber('runs/demo')            # a train_mt3 workdir
     >>> result = transcriber.transcribe(audio)                 # f32[samples] @ 16 kHz
-    >>> write_midi(result.note_sequence, 'song.mid')
+    >>> write_midi(result.note_sequence, 'song.mid')          # mt3x.midi_output
     >>> transcribe_files(['a.flac', 'b.wav'], checkpoint='runs/demo', out_dir='out')
 
 Pipeline: the waveform is cut into MT3's 128-sample frames and non-overlapping 256-frame
@@ -35,6 +35,7 @@ import numpy as np
 
 from mt3x.errors import Mt3xError
 from mt3x.fileutil import atomic_path
+from mt3x.midi_output import plot_notes, write_midi
 
 SAMPLE_RATE = 16000
 HOP_WIDTH = 128
@@ -287,45 +288,62 @@ class SegmentDecoder:
 
         `params` are the model's unboxed params, placed on this decoder's partitioner's mesh.
         """
-        frames = np.asarray(frames, np.float32)
-        count = frames.shape[0]
-        lengths = (np.full(count, frames.shape[1], np.int32) if lengths is None
-                   else np.asarray(lengths, np.int32))
         batch = self.batch_size
         processes, me = jax.process_count(), jax.process_index()
         if batch % processes:
             raise TranscriptionError(f"batch_size {batch} does not divide over "
                                      f"{processes} processes")
-        per_host = batch // processes
+        mine = slice(me * batch // processes, (me + 1) * batch // processes)
+
+        def run_batch(chunk: np.ndarray, chunk_lengths: np.ndarray) -> jax.Array:
+            global_batch = self.partitioner.make_global_batch(
+                {"encoder_input_tokens": chunk[mine], "encoder_input_lengths": chunk_lengths[mine]})
+            return self._predict(params, global_batch)
+
         start_time = time.perf_counter()
-        outputs = []
         with self.partitioner.activate():
-            for start in range(0, count, batch):
-                chunk, chunk_lengths = pad_batch(frames[start:start + batch],
-                                                 lengths[start:start + batch], batch)
-                mine = slice(me * per_host, (me + 1) * per_host)
-                global_batch = self.partitioner.make_global_batch(
-                    {"encoder_input_tokens": chunk[mine],
-                     "encoder_input_lengths": chunk_lengths[mine]})
-                outputs.append(self._predict(params, global_batch))  # dispatched async
-            tokens = [np.asarray(jax.device_get(out)) for out in outputs]
+            tokens = decode_in_batches(run_batch, frames, lengths, batch, self.max_decode_length)
         self.decode_seconds += time.perf_counter() - start_time
-        self.segments_decoded += count
-        if not tokens:
-            return np.zeros((0, self.max_decode_length), np.int32)
-        return np.concatenate(tokens)[:count].astype(np.int32)
+        self.segments_decoded += len(tokens)
+        return tokens
 
 
-def pad_batch(frames: np.ndarray, lengths: np.ndarray, batch: int
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Pads up to `batch` segments with all-zero segments of full length (their tokens are
-    dropped), so every decoding call has one shape."""
-    missing = batch - frames.shape[0]
-    if missing <= 0:
-        return frames, lengths
-    pad = np.zeros((missing,) + frames.shape[1:], np.float32)
-    return (np.concatenate([frames, pad]),
-            np.concatenate([lengths, np.full(missing, frames.shape[1], np.int32)]))
+def decode_in_batches(run_batch: Callable[[np.ndarray, np.ndarray], Any], frames: np.ndarray,
+                      lengths: np.ndarray | None, batch_size: int, decode_length: int
+                      ) -> np.ndarray:
+    """Decodes segments in fixed-size batches (a checkpoint's `SegmentDecoder` and a bundle's
+    `BundleTranscriber` share this loop).
+
+    Args:
+      run_batch: (float32[batch_size, frames, 128], int32[batch_size] valid frames) -> int32
+        [batch_size, decode_length] tokens (a device array; calls are dispatched before any
+        result is fetched).
+      frames: float32[n, frames, 128] sample frames.
+      lengths: int32[n] valid frames per segment (None: all full).
+      batch_size: segments per call; the last batch is padded with all-zero full-length
+        segments (their tokens are dropped), so every call has one shape.
+      decode_length: tokens per segment (the width of the result when n = 0).
+
+    Returns:
+      int32[n, decode_length] model ids.
+    """
+    frames = np.asarray(frames, np.float32)
+    count, per_segment = frames.shape[0], frames.shape[1]
+    lengths = (np.full(count, per_segment, np.int32) if lengths is None
+               else np.asarray(lengths, np.int32))
+    outputs = []
+    for start in range(0, count, batch_size):
+        chunk, chunk_lengths = frames[start:start + batch_size], lengths[start:start + batch_size]
+        missing = batch_size - chunk.shape[0]
+        if missing:
+            chunk = np.concatenate([chunk, np.zeros((missing,) + chunk.shape[1:], np.float32)])
+            chunk_lengths = np.concatenate([chunk_lengths,
+                                            np.full(missing, per_segment, np.int32)])
+        outputs.append(run_batch(chunk, chunk_lengths))
+    tokens = [np.asarray(jax.device_get(out)) for out in outputs]
+    if not tokens:
+        return np.zeros((0, decode_length), np.int32)
+    return np.concatenate(tokens)[:count].astype(np.int32)
 
 
 def tokens_to_notes(tokens: np.ndarray, start_times: Sequence[float], vocab: str) -> Any:
@@ -428,81 +446,6 @@ def load_transcriber(checkpoint: str | os.PathLike, *, model: Any = None,
         max_decode_length=max_decode_length)
     return Transcriber(model, params, vocab=vocab, batch_size=batch_size,
                        partitioner=partitioner, step=step)
-
-
-# ---- output ------------------------------------------------------------------------------------
-def instrument_name(program: int, is_drum: bool) -> str:
-    """General MIDI name of a program ('Drums' for drum tracks)."""
-    import pretty_midi
-
-    return "Drums" if is_drum else pretty_midi.program_to_instrument_name(int(program))
-
-
-def note_sequence_to_pretty_midi(ns: note_seq.NoteSequence) -> Any:
-    """One pretty_midi Instrument per (program, is_drum), named by its General MIDI name.
-
-    pretty_midi writes drum instruments on MIDI channel 10 (index 9) and gives the others the
-    remaining channels.
-    """
-    import pretty_midi
-
-    pm = pretty_midi.PrettyMIDI(resolution=220, initial_tempo=120.0)
-    tracks: dict[tuple[bool, int], Any] = {}
-    for note in sorted(ns.notes, key=lambda n: (n.start_time, n.pitch)):
-        key = (bool(note.is_drum), 0 if note.is_drum else int(note.program))
-        if key not in tracks:
-            tracks[key] = pretty_midi.Instrument(program=key[1], is_drum=key[0],
-                                                 name=instrument_name(key[1], key[0]))
-        velocity = int(np.clip(note.velocity or 100, 1, 127))
-        tracks[key].notes.append(pretty_midi.Note(velocity=velocity, pitch=int(note.pitch),
-                                                  start=float(note.start_time),
-                                                  end=float(max(note.end_time,
-                                                                note.start_time + 0.01))))
-    pm.instruments = [tracks[key] for key in sorted(tracks)]
-    return pm
-
-
-def write_midi(ns: note_seq.NoteSequence, path: str | os.PathLike) -> Path:
-    """Writes a multi-track MIDI file (atomically); returns its path."""
-    pm = note_sequence_to_pretty_midi(ns)
-    with atomic_path(path) as tmp:
-        pm.write(str(tmp))
-    return Path(path)
-
-
-def plot_notes(ns: note_seq.NoteSequence, path: str | os.PathLike, *,
-               title: str | None = None) -> Path:
-    """Piano roll of an estimate without a reference: one colour per instrument (PNG)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch, Rectangle
-
-    fig = Figure(figsize=(12, 5), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    keys = sorted({(bool(n.is_drum), 0 if n.is_drum else int(n.program)) for n in ns.notes})
-    colors = {key: f"C{i % 10}" for i, key in enumerate(keys)}
-    for note in ns.notes:
-        key = (bool(note.is_drum), 0 if note.is_drum else int(note.program))
-        ax.add_patch(Rectangle((note.start_time, note.pitch - 0.4),
-                               max(note.end_time - note.start_time, 0.01), 0.8,
-                               facecolor=colors[key], edgecolor="none"))
-    pitches = [n.pitch for n in ns.notes] or [60]
-    ax.set_xlim(0, max([n.end_time for n in ns.notes] + [1.0]) * 1.02)
-    ax.set_ylim(min(pitches) - 2, max(pitches) + 2)
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("pitch")
-    if keys:
-        ax.legend(handles=[Patch(color=colors[k], label=instrument_name(k[1], k[0]))
-                           for k in keys], loc="upper right", fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no notes transcribed", ha="center", va="center",
-                transform=ax.transAxes)
-    ax.set_title(title or f"{len(ns.notes)} notes", loc="left", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return Path(path)
 
 
 @dataclasses.dataclass

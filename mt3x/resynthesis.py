@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mt3x.audio.io import write_audio
-from mt3x.inference import note_sequence_to_pretty_midi
+from mt3x.midi_output import note_sequence_to_pretty_midi
 
 MIX_NAME = "mix"
 

@@ -361,7 +361,7 @@ def evaluate_mt3(
         with atomic_path(out / "metrics.json") as tmp:
             tmp.write_text(json.dumps(report, indent=1) + "\n")
         if write_midi:
-            from mt3x.inference import write_midi as write_midi_file
+            from mt3x.midi_output import write_midi as write_midi_file
             from mt3x.pianoroll import plot_transcription
 
             for r in evaluator.last_results:

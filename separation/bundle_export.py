@@ -15,7 +15,6 @@ so the runtime cuts a file into the same chunks and gives the same stems.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,6 +26,7 @@ from mt3x.bundles.bundle import (DEFAULT_PLATFORMS, cast_params, export_function
                                  upcast_params, write_bundle)
 from separation.bundle_runtime import SEPARATOR_KIND
 from separation.checkpoints import FORMAT_VERSION, load_separator, model_kind, model_settings
+from separation.data import groups_to_json
 from separation.separate import (DEFAULT_CHUNK_SECONDS, DEFAULT_CHUNKS_PER_CALL,
                                  DEFAULT_FADE_SECONDS, receptive_margin)
 
@@ -75,8 +75,7 @@ def export_separator_bundle(checkpoint_dir: str | os.PathLike, out: str | os.Pat
     model, params, info = load_separator(checkpoint_dir, step)
     stored = cast_params(params, dtype)
     function = separator_function(model, stored, platforms)
-    groups = (None if info.groups is None
-              else [dataclasses.asdict(group) for group in info.groups])
+    groups = None if info.groups is None else groups_to_json(info.groups)
     hop = int(model.hop_length)
     config = {
         "separator": {"format": FORMAT_VERSION, "kind": model_kind(model),

@@ -20,24 +20,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import jax
 import numpy as np
 
 from mt3x.bundles.bundle import BundleError, read_bundle
-from separation.data import InstrumentGroup
+from separation.data import groups_from_json
 from separation.separate import separate_in_chunks
 
 SEPARATOR_KIND = "separator"
-
-
-def _groups(entries: Any) -> tuple[InstrumentGroup, ...] | None:
-    if entries is None:
-        return None
-    return tuple(InstrumentGroup(str(g["name"]), tuple(g.get("programs", ())),
-                                 tuple(g.get("classes", ())), tuple(g.get("stem_names", ())),
-                                 bool(g.get("drums", False))) for g in entries)
 
 
 class BundleSeparator:
@@ -65,7 +56,7 @@ class BundleSeparator:
             self.kind = str(separator["kind"])
             self.settings = dict(separator["settings"])
             self.instruments = tuple(str(name) for name in separator["instruments"])
-            self.groups = _groups(separator.get("instrument_groups"))
+            self.groups = groups_from_json(separator.get("instrument_groups"))
             self.sample_rate = int(audio["sample_rate"])
             self.n_fft = int(audio["n_fft"])
             self.hop_length = int(audio["hop_length"])

@@ -27,7 +27,7 @@ import optax
 from mt3x import trainer
 from mt3x.errors import Mt3xError
 from mt3x.fileutil import atomic_path
-from separation.data import InstrumentGroup
+from separation.data import InstrumentGroup, groups_from_json, groups_to_json
 from separation.model_objects import DNNSeparator, UNetSeparator
 
 SEPARATOR_FILE = "separator.json"
@@ -64,7 +64,7 @@ def write_separator_json(directory: str | os.PathLike, model: Separator,
     """Writes `<directory>/separator.json` atomically; returns its path."""
     doc = {"format": FORMAT_VERSION, "kind": model_kind(model), "settings": model_settings(model)}
     if groups is not None:
-        doc["instrument_groups"] = [dataclasses.asdict(g) for g in groups]
+        doc["instrument_groups"] = groups_to_json(groups)
     path = Path(directory) / SEPARATOR_FILE
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(doc, indent=2) + "\n")
@@ -107,14 +107,7 @@ def read_separator_json(directory: str | os.PathLike) -> SeparatorInfo:
     for key in ("instruments", "channels"):
         if key in settings:
             settings[key] = tuple(settings[key])
-    model = cls(**settings)
-    groups = None
-    if doc.get("instrument_groups") is not None:
-        groups = tuple(InstrumentGroup(g["name"], tuple(g.get("programs", ())),
-                                       tuple(g.get("classes", ())), tuple(g.get("stem_names", ())),
-                                       bool(g.get("drums", False)))
-                       for g in doc["instrument_groups"])
-    return SeparatorInfo(model, groups, path)
+    return SeparatorInfo(cls(**settings), groups_from_json(doc.get("instrument_groups")), path)
 
 
 def _example_batch(model: Separator, seconds: float = 1.0) -> dict[str, np.ndarray]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -57,6 +57,21 @@ class InstrumentGroup:
             return self.drums
         return (stem.program in self.programs
                 or stem.inst_class.lower() in {c.lower() for c in self.classes})
+
+
+def groups_to_json(groups: Sequence[InstrumentGroup]) -> list[dict[str, Any]]:
+    """Groups as JSON-able dicts (separator.json, bundle.json)."""
+    return [dataclasses.asdict(group) for group in groups]
+
+
+def groups_from_json(entries: Sequence[Mapping[str, Any]] | None
+                     ) -> tuple[InstrumentGroup, ...] | None:
+    """Inverse of `groups_to_json` (None stays None)."""
+    if entries is None:
+        return None
+    return tuple(InstrumentGroup(str(g["name"]), tuple(g.get("programs", ())),
+                                 tuple(g.get("classes", ())), tuple(g.get("stem_names", ())),
+                                 bool(g.get("drums", False))) for g in entries)
 
 
 FOUR_STEMS: tuple[InstrumentGroup, ...] = (

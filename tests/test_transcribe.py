@@ -16,7 +16,8 @@ import mt3_testdata as data
 from mt3_testdata import OracleModel, oracle_table, reference_notes
 from mt3x.cli import transcribe as cli
 from mt3x.inference import (SEGMENT_SECONDS, Transcriber, TranscriptionError, audio_to_segments,
-                            load_transcriber, note_sequence_to_pretty_midi, write_midi)
+                            load_transcriber)
+from mt3x.midi_output import note_sequence_to_pretty_midi, write_midi
 from mt3x.metrics import transcription_metrics
 
 

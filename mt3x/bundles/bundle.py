@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
 
-from mt3x.bundles.safetensors import SafetensorsError, read_safetensors, write_safetensors
+from mt3x.bundles.safetensors import SafetensorsError, parse_safetensors, write_safetensors
 from mt3x.errors import Mt3xError
-from mt3x.treeutil import unflatten_nested
+from mt3x.treeutil import flatten_nested, unflatten_nested
 
 BUNDLE_FORMAT = "mt3x-bundle/1"
 MANIFEST_FILE = "bundle.json"
@@ -65,26 +65,7 @@ class Bundle:
         return str(self.manifest["kind"])
 
 
-# ---- parameter trees ---------------------------------------------------------------------------
-def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]:
-    """Nested dict of arrays -> {'encoder/layers_0/mlp/wo/kernel': array}."""
-    flat: dict[str, np.ndarray] = {}
-    for key, value in tree.items():
-        if "/" in str(key):
-            raise BundleError(f"parameter key {key!r} contains '/'")
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, name + "/"))
-        else:
-            flat[name] = np.asarray(value)
-    return flat
-
-
-def unflatten_params(flat: Mapping[str, np.ndarray]) -> dict[str, Any]:
-    """Inverse of `flatten_params`."""
-    return unflatten_nested(flat, "/")
-
-
+# ---- parameter trees ('/'-joined names in params.safetensors) ----------------------------------
 def cast_params(tree: Any, dtype: str) -> Any:
     """Floating leaves cast to 'float32' or 'bfloat16' (numpy, round to nearest even)."""
     if dtype not in PARAM_DTYPES:
@@ -125,8 +106,19 @@ def describe_avals(avals: Sequence[Any]) -> list[str]:
     return [f"{aval.dtype}[{','.join(str(d) for d in aval.shape)}]" for aval in avals]
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _sha256(blob: bytes) -> str:
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _read_checked(file: Path, expected_sha256: Any) -> bytes:
+    """The bytes of a bundle file whose SHA-256 must match the manifest's."""
+    if not file.is_file():
+        raise BundleError(f"{file} is missing")
+    blob = file.read_bytes()
+    if _sha256(blob) != expected_sha256:
+        raise BundleError(f"{file}: checksum does not match {MANIFEST_FILE} (file corrupt, "
+                          "truncated or replaced)")
+    return blob
 
 
 def write_bundle(out: str | os.PathLike, *, kind: str, config: Mapping[str, Any],
@@ -148,14 +140,18 @@ def write_bundle(out: str | os.PathLike, *, kind: str, config: Mapping[str, Any]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
-        flat = flatten_params(params)
+        try:
+            flat = {k: np.asarray(v) for k, v in flatten_nested(params, "/").items()}
+        except ValueError as err:
+            raise BundleError(f"parameters: {err}") from None
         dtypes = sorted({str(a.dtype) for a in flat.values()})
         write_safetensors(staging / PARAMS_FILE, flat, {"format": BUNDLE_FORMAT, "kind": kind})
         entries = {}
         for name, exported in sorted(functions.items()):
             file = staging / f"{name}{FUNCTION_SUFFIX}"
-            file.write_bytes(exported.serialize())
-            entries[name] = {"file": file.name, "sha256": _sha256(file),
+            blob = exported.serialize()
+            file.write_bytes(blob)
+            entries[name] = {"file": file.name, "sha256": _sha256(blob),
                              "platforms": list(exported.platforms),
                              "inputs": describe_avals(exported.in_avals),
                              "outputs": describe_avals(exported.out_avals)}
@@ -163,7 +159,7 @@ def write_bundle(out: str | os.PathLike, *, kind: str, config: Mapping[str, Any]
                     "params": {"file": PARAMS_FILE, "dtypes": dtypes, "count": len(flat),
                                "size": int(sum(a.size for a in flat.values())),
                                "bytes": (staging / PARAMS_FILE).stat().st_size,
-                               "sha256": _sha256(staging / PARAMS_FILE)},
+                               "sha256": _sha256((staging / PARAMS_FILE).read_bytes())},
                     "functions": entries, "source": dict(source),
                     "jax_version": jax.__version__}
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
@@ -217,13 +213,9 @@ def read_bundle(path: str | os.PathLike, kind: str | None = None,
     path = Path(path).absolute()
     manifest = read_manifest(path, kind)
     params_path = path / PARAMS_FILE
-    if not params_path.is_file():
-        raise BundleError(f"{params_path} is missing")
-    if _sha256(params_path) != manifest["params"].get("sha256"):
-        raise BundleError(f"{params_path}: checksum does not match {MANIFEST_FILE} (file "
-                          "corrupt, truncated or replaced)")
     try:
-        flat, _ = read_safetensors(params_path)
+        flat, _ = parse_safetensors(_read_checked(params_path, manifest["params"].get("sha256")),
+                                    params_path)
     except SafetensorsError as err:
         raise BundleError(str(err)) from None
     platform = jax.default_backend()
@@ -235,16 +227,12 @@ def read_bundle(path: str | os.PathLike, kind: str | None = None,
             raise BundleError(f"{path / MANIFEST_FILE}: no function {name!r}; it has "
                               f"{sorted(manifest['functions'])}")
         file = path / str(entry.get("file"))
-        if not file.is_file():
-            raise BundleError(f"{file} is missing")
-        if _sha256(file) != entry.get("sha256"):
-            raise BundleError(f"{file}: checksum does not match {MANIFEST_FILE} (file corrupt, "
-                              "truncated or replaced)")
+        blob = _read_checked(file, entry.get("sha256"))
         if platform not in entry.get("platforms", ()):
             raise BundleError(f"{file} was lowered for {entry.get('platforms')}, not for this "
                               f"machine's {platform!r}; export again with --platforms {platform}")
         try:
-            functions[name] = jax.export.deserialize(bytearray(file.read_bytes()))
+            functions[name] = jax.export.deserialize(bytearray(blob))
         except Exception as err:  # noqa: BLE001 - any deserialisation failure means a bad file
             raise BundleError(f"{file}: cannot deserialise the exported function ({err})") from None
-    return Bundle(path, manifest, unflatten_params(flat), functions)
+    return Bundle(path, manifest, unflatten_nested(flat, "/"), functions)

@@ -18,14 +18,13 @@ import dataclasses
 import json
 import os
 import time
-from pathlib import Path
 from typing import Any, Sequence
 
 import jax
 import numpy as np
 
 from mt3x.bundles.bundle import BundleError, read_bundle
-from mt3x.inference import Transcription, check_audio, pad_batch, transcribe_waveforms
+from mt3x.inference import Transcription, decode_in_batches, transcribe_waveforms
 
 MT3_KIND = "mt3"
 
@@ -100,22 +99,12 @@ class BundleTranscriber:
                         ) -> np.ndarray:
         """float32[n, frames_per_segment, 128] sample frames (+ int32[n] valid frames per
         segment; default all) -> int32[n, max_decode_length] model ids."""
-        frames = np.asarray(frames, np.float32)
-        count, batch = frames.shape[0], self.batch_size
-        lengths = (np.full(count, frames.shape[1], np.int32) if lengths is None
-                   else np.asarray(lengths, np.int32))
         start_time = time.perf_counter()
-        outputs = []
-        for start in range(0, count, batch):
-            chunk, chunk_lengths = pad_batch(frames[start:start + batch],
-                                             lengths[start:start + batch], batch)
-            outputs.append(self._run(self.params, chunk, chunk_lengths))  # asynchronous
-        tokens = [np.asarray(out) for out in outputs]
+        tokens = decode_in_batches(lambda chunk, n: self._run(self.params, chunk, n), frames,
+                                   lengths, self.batch_size, self.max_decode_length)
         self.decode_seconds += time.perf_counter() - start_time
-        self.segments_decoded += count
-        if not tokens:
-            return np.zeros((0, self.max_decode_length), np.int32)
-        return np.concatenate(tokens)[:count].astype(np.int32)
+        self.segments_decoded += len(tokens)
+        return tokens
 
     def transcribe_many(self, audios: Sequence[np.ndarray],
                         names: Sequence[str] | None = None) -> list[Transcription]:
@@ -125,7 +114,7 @@ class BundleTranscriber:
 
     def transcribe(self, audio: np.ndarray) -> Transcription:
         """Transcribes one float32[samples] waveform at 16 kHz."""
-        return self.transcribe_many([check_audio(audio)])[0]
+        return self.transcribe_many([audio])[0]
 
     def describe(self) -> str:
         """One line: path, source step, stored dtype, vocabulary."""

@@ -77,14 +77,24 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
     """(name -> array, metadata) of a safetensors file.
 
     Raises:
-      SafetensorsError: missing or truncated file, malformed header, unknown dtype, offsets
-        outside the data or a shape that does not match its byte count, naming the file.
+      SafetensorsError: unreadable file, or what `parse_safetensors` refuses, naming the file.
     """
     path = Path(path)
     try:
         blob = path.read_bytes()
     except OSError as err:
         raise SafetensorsError(f"{path}: cannot read parameters ({err.strerror or err})") from None
+    return parse_safetensors(blob, path)
+
+
+def parse_safetensors(blob: bytes, path: str | os.PathLike
+                      ) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """(name -> array, metadata) of a safetensors file's bytes; `path` names it in errors.
+
+    Raises:
+      SafetensorsError: truncated file, malformed header, unknown dtype, offsets outside the
+        data or a shape that does not match its byte count.
+    """
     if len(blob) < 8:
         raise SafetensorsError(f"{path}: truncated ({len(blob)} bytes; not a safetensors file)")
     (size,) = struct.unpack("<Q", blob[:8])

@@ -20,7 +20,7 @@ import numpy as np
 
 from mt3x.models import CONFIGS, Mt3Model, T5Config
 from mt3x.t5x_checkpoint.errors import T5xCheckpointError
-from mt3x.treeutil import unflatten_nested
+from mt3x.treeutil import flatten_nested, unflatten_nested
 
 TARGET_PREFIX = "target."
 OPTIMIZER_STATE_PREFIX = "state.param_states."
@@ -30,17 +30,9 @@ _LAYER = re.compile(r"^(encoder|decoder)\.layers_(\d+)\.")
 _HEAD_DIM_GUESS = 64
 
 
-def _key_name(key: Any) -> str:
-    for attr in ("key", "name", "idx"):
-        if hasattr(key, attr):
-            return str(getattr(key, attr))
-    return str(key)
-
-
 def flatten_params(tree: Any) -> dict[str, Any]:
     """Nested params -> {'decoder.logits_dense.kernel': leaf, ...}."""
-    return {".".join(_key_name(k) for k in path): leaf
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    return flatten_nested(tree, ".")
 
 
 def unflatten_params(flat: Mapping[str, Any]) -> dict[str, Any]:
