@@ -38,7 +38,7 @@ def _checkpoint(root: Path, config: str, decode_len: int) -> Path:
     import jax
     import numpy as np
 
-    from mt3x.inference import save_model_spec
+    from mt3x.transcription.inference import save_model_spec
     from mt3x.models import Mt3Model
     from mt3x.t5x_checkpoint.convert import write_mt3x_params_checkpoint
 
@@ -53,7 +53,7 @@ def _checkpoint(root: Path, config: str, decode_len: int) -> Path:
 
 def _speed(transcriber, audio, repeats: int) -> tuple[float, list]:
     """(median x real time, tokens of the last run)."""
-    from mt3x.inference import audio_to_segments
+    from mt3x.transcription.inference import audio_to_segments
 
     frames, _, lengths = audio_to_segments(audio)
     decode = getattr(transcriber, "decode_segments", None) or (
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mt3x.bundles.mt3_export import export_mt3_bundle
     from mt3x.bundles.mt3_runtime import BundleTranscriber
-    from mt3x.inference import load_transcriber
+    from mt3x.transcription.inference import load_transcriber
 
     audio = (0.1 * np.random.default_rng(0).standard_normal(int(args.seconds * 16000))
              ).astype(np.float32)

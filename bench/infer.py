@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         _print(result)
         results.append(result)
     if args.json:
-        from mt3x.fileutil import atomic_path
+        from mt3x.util.files import atomic_path
 
         with atomic_path(args.json) as tmp:
             with open(tmp, "w") as f:

@@ -44,11 +44,11 @@ def gpu_examples_per_second() -> float:
 
 def stage_costs(root: Path, split: str, repeats: int, seed: int) -> dict[str, float]:
     """Seconds per training example spent in each stage (one thread)."""
-    from mt3x import preprocessors as pp
+    from mt3x.tasks import preprocessors as pp
     from mt3x.codec import run_length
     from mt3x.codec import vocabulary as codec_vocabulary
-    from mt3x.task_codec import get_pipeline_codec
-    from mt3x.task_sources import SlakhDataSource
+    from mt3x.tasks.codec import get_pipeline_codec
+    from mt3x.tasks.sources import SlakhDataSource
 
     pcodec = get_pipeline_codec("mt3")
     source = SlakhDataSource(root)
@@ -98,7 +98,7 @@ def stage_costs(root: Path, split: str, repeats: int, seed: int) -> dict[str, fl
 def end_to_end(root: Path, batch_size: int, batches: int, in_memory_cache: bool,
                seed: int) -> float:
     """Examples per second from make_train_batches (after one warm-up batch)."""
-    from mt3x import tasks
+    from mt3x.tasks import registry as tasks
 
     name = "benchcache" if in_memory_cache else "benchnocache"
     names = tasks.register_slakh_tasks(root, name=name, vocab="mt3",

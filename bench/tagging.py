@@ -36,7 +36,7 @@ def main() -> None:
     import librosa
     import lightgbm as lgb
 
-    from separation.tagging.features import (FeatureConfig, band_filterbank, compute_features,
+    from tagging.features import (FeatureConfig, band_filterbank, compute_features,
                                              feature_names)
 
     config = FeatureConfig()

@@ -80,7 +80,7 @@ def parse_gin_config(gin_files: Sequence[str], bindings: Sequence[str]) -> str:
     returns the config text. Raises GinConfigError."""
     import gin
 
-    from mt3x.gin_utils import GinConfigError, parse_gin
+    from mt3x.runs.gin_utils import GinConfigError, parse_gin
 
     if not gin_files:
         raise GinConfigError("no --gin_file given; e.g. --gin_file=experiments/demo_cpu.gin")

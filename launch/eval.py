@@ -18,7 +18,7 @@ import common  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     def job(config: str):
-        from mt3x import gin_registry
+        from mt3x.runs import gin_registry
 
         return gin_registry.evaluate_mt3(gin_config=config)
 
@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
                                         job=job)
     if result is None:
         return code
-    from mt3x.metrics import format_table
+    from mt3x.transcription.metrics import format_table
 
     print(format_table(result))
     print(f"files: {int(result.get('Files', 0))}, invalid events per file: "

@@ -17,7 +17,7 @@ import argparse
 import sys
 import time
 
-from mt3x.launchers import (LaunchError, describe_local, free_port, local_process_specs,
+from mt3x.cluster.launchers import (LaunchError, describe_local, free_port, local_process_specs,
                             parse_env_assignments, run_processes, split_command)
 
 

@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from mt3x.fileutil import atomic_path
-from mt3x.launchers import (LaunchError, SlurmJob, parse_env_assignments, slurm_script,
+from mt3x.util.files import atomic_path
+from mt3x.cluster.launchers import (LaunchError, SlurmJob, parse_env_assignments, slurm_script,
                             split_command)
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mt3x.launchers import (LaunchError, TpuPodJob, describe_plan, parse_env_assignments,
+from mt3x.cluster.launchers import (LaunchError, TpuPodJob, describe_plan, parse_env_assignments,
                             split_command, tpu_plan)
 
 REPO = Path(__file__).resolve().parent.parent

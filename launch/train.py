@@ -21,7 +21,7 @@ import common  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     def job(config: str):
-        from mt3x import gin_registry
+        from mt3x.runs import gin_registry
 
         return gin_registry.train_mt3(gin_config=config)
 

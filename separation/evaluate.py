@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from mt3x.fileutil import atomic_path
+from mt3x.util.files import atomic_path
 from separation import metrics, oracles
 from separation.spectral import StftConfig
 

@@ -30,7 +30,7 @@ from mt3x import trainer
 from mt3x.audio.io import write_audio
 from mt3x.data.slakh import read_split
 from mt3x.errors import Mt3xError
-from mt3x.fileutil import atomic_path
+from mt3x.util.files import atomic_path
 from separation import checkpoints, data, evaluate, separate, training
 from separation.model_objects import DNNSeparator, UNetSeparator
 

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from mt3x.fileutil import atomic_path
+from mt3x.util.files import atomic_path
 from separation.spectral import StftConfig
 
 

@@ -47,7 +47,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
 def tiny_run(tmp_path_factory) -> tuple[Path, Any]:
     """(workdir, TrainResult) of TINY_STEPS steps of the tiny network, evaluated at the end."""
     if "run" not in _CACHE:
-        from mt3x.run_training import train_mt3
+        from mt3x.runs.mt3 import train_mt3
 
         root = tiny_dataset(tmp_path_factory)
         workdir = tmp_path_factory.mktemp("mt3_tiny_run") / "run"

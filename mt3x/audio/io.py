@@ -24,7 +24,7 @@ import soundfile
 from scipy import signal as scipy_signal
 
 from mt3x.errors import Mt3xError
-from mt3x.fileutil import atomic_path
+from mt3x.util.files import atomic_path
 
 __all__ = [
     "AudioError",

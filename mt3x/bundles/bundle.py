@@ -32,7 +32,7 @@ import numpy as np
 
 from mt3x.bundles.safetensors import SafetensorsError, parse_safetensors, write_safetensors
 from mt3x.errors import Mt3xError
-from mt3x.treeutil import flatten_nested, unflatten_nested
+from mt3x.util.trees import flatten_nested, unflatten_nested
 
 BUNDLE_FORMAT = "mt3x-bundle/1"
 MANIFEST_FILE = "bundle.json"

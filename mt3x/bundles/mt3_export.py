@@ -26,7 +26,7 @@ import numpy as np
 from mt3x.bundles.bundle import (DEFAULT_PLATFORMS, cast_params, export_function, param_specs,
                                  upcast_params, write_bundle)
 from mt3x.bundles.mt3_runtime import MT3_KIND, codec_description
-from mt3x.inference import HOP_WIDTH, SAMPLE_RATE, load_model_and_params, model_spec
+from mt3x.transcription.inference import HOP_WIDTH, SAMPLE_RATE, load_model_and_params, model_spec
 from mt3x.models.decoding import EOS_ID, cached_greedy_decode
 from mt3x.models.network import Transformer, init_decoder_cache
 
@@ -82,14 +82,14 @@ def export_mt3_bundle(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
       out: the bundle folder (written atomically; must not exist unless `overwrite`).
       dtype: stored parameter dtype, 'float32' or 'bfloat16' (half the size; the functions
         compute in float32 from the rounded weights).
-      step, model, vocab: see `mt3x.inference.load_model_and_params`.
+      step, model, vocab: see `mt3x.transcription.inference.load_model_and_params`.
       max_decode_length: tokens per segment of `decoder` (default: the model's).
       platforms: lowering platforms.
 
     Raises:
       TranscriptionError / CheckpointError (bad checkpoint), BundleError (bad dtype, out exists).
     """
-    from mt3x.inference import segment_frames
+    from mt3x.transcription.inference import segment_frames
     from mt3x.trainer import Partitioner
 
     model, params, vocab, step = load_model_and_params(

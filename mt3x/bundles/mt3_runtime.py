@@ -4,7 +4,7 @@
     >>> result = transcriber.transcribe(audio)              # f32[samples] @ 16 kHz
     >>> transcribe_files(['a.flac'], transcriber=transcriber, out_dir='out')
 
-Imports jax (to run the exported StableHLO), numpy, the codec (numpy) and `mt3x.inference`'s
+Imports jax (to run the exported StableHLO), numpy, the codec (numpy) and `mt3x.transcription.inference`'s
 audio/MIDI helpers, never `mt3x.models` or `mt3x.trainer` (tested in a fresh process that blocks
 them). Segments of all files are decoded in fixed-size batches (the last one zero-padded) so the
 exported encoder+decoder compile once per process; each batch is split over this process's
@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from mt3x.bundles.bundle import BundleError, read_bundle
-from mt3x.inference import Transcription, decode_in_batches, transcribe_waveforms
+from mt3x.transcription.inference import Transcription, decode_in_batches, transcribe_waveforms
 
 MT3_KIND = "mt3"
 

@@ -20,7 +20,7 @@ import ml_dtypes
 import numpy as np
 
 from mt3x.errors import Mt3xError
-from mt3x.fileutil import atomic_path
+from mt3x.util.files import atomic_path
 
 #: safetensors dtype codes <-> numpy dtypes.
 DTYPES: dict[str, np.dtype] = {

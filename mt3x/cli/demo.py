@@ -116,7 +116,7 @@ def run_mt3_demo(out: Path, *, stages: set[str], seed: int, steps: int | None) -
         build_demo(data_root, seed=seed, jobs=2)
         print(f"[demo] data: demo dataset in {data_root} ({time.perf_counter() - t0:.0f} s)")
     if "train" in stages:
-        from mt3x.run_training import demo_cpu_settings, train_mt3
+        from mt3x.runs.mt3 import demo_cpu_settings, train_mt3
 
         settings = demo_cpu_settings()
         if steps is not None:
@@ -127,8 +127,8 @@ def run_mt3_demo(out: Path, *, stages: set[str], seed: int, steps: int | None) -
         print(f"[demo] train: step {result.step} in {time.perf_counter() - t0:.0f} s; "
               f"checkpoints, TensorBoard and loss_curve.png in {workdir}")
     if "evaluate" in stages:
-        from mt3x.metrics import format_table
-        from mt3x.run_training import evaluate_mt3
+        from mt3x.transcription.metrics import format_table
+        from mt3x.runs.mt3 import evaluate_mt3
 
         scores = evaluate_mt3(checkpoint=workdir, dataset_root=data_root, split="test",
                               output_dir=out / "eval", write_midi=True)
@@ -137,7 +137,7 @@ def run_mt3_demo(out: Path, *, stages: set[str], seed: int, steps: int | None) -
     if "transcribe" in stages:
         from mt3x.bundles.mt3_export import export_mt3_bundle
         from mt3x.bundles.mt3_runtime import BundleTranscriber
-        from mt3x.inference import transcribe_files
+        from mt3x.transcription.inference import transcribe_files
 
         t0 = time.perf_counter()
         bundle = export_mt3_bundle(workdir, out / "bundle", overwrite=True)

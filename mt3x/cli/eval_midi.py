@@ -2,7 +2,7 @@
 of MIDI files.
 
 Both files are read with note_seq, sustain pedal (CC 64) is applied and control changes dropped
-(MT3's references are stored that way), then `mt3x.metrics.transcription_metrics` is printed as a
+(MT3's references are stored that way), then `mt3x.transcription.metrics.transcription_metrics` is printed as a
 table. Unreadable MIDI -> `error: ...` on stderr and exit code 2.
 """
 
@@ -66,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # note_seq's optional audio deps warn on import
-            from mt3x import metrics
-            from mt3x.fileutil import atomic_path
+            from mt3x.transcription import metrics
+            from mt3x.util.files import atomic_path
             ref = read_midi_note_sequence(args.ref, sustain=not args.no_sustain)
             est = read_midi_note_sequence(args.est, sustain=not args.no_sustain)
             scores = metrics.transcription_metrics(ref, est, onsets_only=args.onsets_only)
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(metrics.format_table(scores))
         tracks = None
         if args.plot:
-            from mt3x import pianoroll
+            from mt3x.transcription import pianoroll
             matches = pianoroll.plot_transcription(
                 ref, est, args.plot, granularity=args.granularity,
                 title=f"{Path(args.est).name} vs {Path(args.ref).name}")

@@ -67,7 +67,7 @@ def detect_kind(checkpoint: Path) -> str:
                         "checkpoints/)")
     if (path / SEPARATOR_FILE).is_file():
         return "separator"
-    from mt3x.inference import resolve_checkpoint
+    from mt3x.transcription.inference import resolve_checkpoint
 
     try:
         resolve_checkpoint(path)

@@ -7,7 +7,7 @@ metrics are printed. With `--stems`, each transcribed instrument is rendered thr
 to `<out>/<name>/<instrument>.wav` (plus `mix.wav`), as long as the input.
 
 The model comes from a checkpoint, a work directory written by `launch/train.py` /
-`mt3x.run_training.train_mt3` (or its `checkpoints/` or `checkpoints/<step>` folder), or from an
+`mt3x.runs.mt3.train_mt3` (or its `checkpoints/` or `checkpoints/<step>` folder), or from an
 inference bundle written by `mt3x-export` (`--bundle`: runs the exported StableHLO without
 importing the model code). Bad input (a missing, partial or foreign checkpoint or bundle;
 unreadable, too short or silent audio; a soundfont without a transcribed program) prints
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mt3x.inference import transcribe_files
+    from mt3x.transcription.inference import transcribe_files
 
     references = None
     if args.reference is not None:
@@ -116,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _load_checkpoint(args: argparse.Namespace) -> Any:
-    from mt3x.inference import load_transcriber
+    from mt3x.transcription.inference import load_transcriber
 
     model = None
     if args.model_config:
@@ -141,7 +141,7 @@ def _load_bundle(args: argparse.Namespace) -> Any:
 
 def _print_scores(reference, midi_path: Path) -> None:
     from mt3x.cli.eval_midi import read_midi_note_sequence
-    from mt3x.metrics import format_table, transcription_metrics
+    from mt3x.transcription.metrics import format_table, transcription_metrics
 
     estimate = read_midi_note_sequence(midi_path)
     print(format_table(transcription_metrics(reference, estimate)))

@@ -2,7 +2,7 @@
 
 MT3's `run_length_encode_shifts_fn`, `remove_redundant_state_changes_fn` and
 `merge_run_length_encoded_targets`, on numpy int arrays of codec indices. These are the only
-implementations in mt3x: the seqio pipeline (`mt3x.preprocessors`) calls them per example, so
+implementations in mt3x: the seqio pipeline (`mt3x.tasks.preprocessors`) calls them per example, so
 they are written as array operations (run-length encoding, redundancy removal) or as a loop over
 event groups rather than tokens (merging).
 

@@ -37,7 +37,7 @@ from mt3x.data.augment import augment_stems
 from mt3x.data.loudness import integrated_loudness
 from mt3x.data.plan import SPLITS, BuildConfig, BuildError, TrackPlan, plan_tracks
 from mt3x.errors import Mt3xError
-from mt3x.fileutil import atomic_path
+from mt3x.util.files import atomic_path
 
 MANIFEST = "build.yaml"
 BUILDER_VERSION = 1

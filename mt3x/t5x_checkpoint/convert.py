@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mt3x.fileutil import atomic_path
+from mt3x.util.files import atomic_path
 from mt3x.models import T5Config, get_config
 from mt3x.t5x_checkpoint import legacy, orbax_layout
 from mt3x.t5x_checkpoint.errors import T5xCheckpointError

@@ -20,7 +20,7 @@ import numpy as np
 
 from mt3x.models import CONFIGS, Mt3Model, T5Config
 from mt3x.t5x_checkpoint.errors import T5xCheckpointError
-from mt3x.treeutil import flatten_nested, unflatten_nested
+from mt3x.util.trees import flatten_nested, unflatten_nested
 
 TARGET_PREFIX = "target."
 OPTIMIZER_STATE_PREFIX = "state.param_states."

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import jax
 import optax
 
-from mt3x.fileutil import atomic_path
+from mt3x.util.files import atomic_path
 from mt3x.trainer import steps as steps_lib
 from mt3x.trainer.batch_source import as_batch_source
 from mt3x.trainer.checkpoints import Checkpointer, CheckpointOptions, restore_params

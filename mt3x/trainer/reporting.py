@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import jax
 import tqdm
 
-from mt3x.fileutil import atomic_path
+from mt3x.util.files import atomic_path
 
 MAX_HISTORY_POINTS = 4000
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ import soundfile
 
 from mt3x.bundles.bundle import BundleError, cast_params
 from mt3x.cli import export as export_cli
-from mt3x.cli import separate as separate_cli
+from separation.cli import separate as separate_cli
 from separation import checkpoints, data
 from separation.bundle_runtime import BundleSeparator
 from separation.model_objects import DNNSeparator, UNetSeparator

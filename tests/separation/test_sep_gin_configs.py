@@ -9,7 +9,7 @@ from pathlib import Path
 import gin
 import pytest
 
-from mt3x.gin_utils import CONFIG_ROOT, GinConfigError, parse_gin
+from mt3x.runs.gin_utils import CONFIG_ROOT, GinConfigError, parse_gin
 from separation import data
 from separation.models.unet import check_unet_bins
 

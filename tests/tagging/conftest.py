@@ -126,7 +126,7 @@ def demo_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def demo_examples(demo_root):
     """{'train', 'validation', 'test'}: SnippetExamples of the demo data (inst_class grouping)."""
-    from separation.tagging.pipeline import load_split_examples
+    from tagging.pipeline import load_split_examples
 
     train = load_split_examples(demo_root, "train")
     out = {"train": train}
@@ -137,7 +137,7 @@ def demo_examples(demo_root):
 
 @pytest.fixture(scope="session")
 def demo_tagger(demo_examples):
-    from separation.tagging.model import TrainConfig, train_tagger
+    from tagging.model import TrainConfig, train_tagger
 
     return train_tagger(demo_examples["train"], demo_examples["validation"],
                         config=TrainConfig(seed=0))

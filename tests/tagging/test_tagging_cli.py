@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from mt3x.audio.io import write_audio
-from mt3x.cli import tag as tag_cli
-from separation.tagging.model import TrainConfig, load_tagger, save_tagger, train_tagger
-from separation.tagging.pipeline import load_split_examples
+from tagging import cli as tag_cli
+from tagging.model import TrainConfig, load_tagger, save_tagger, train_tagger
+from tagging.pipeline import load_split_examples
 from tests.tagging.conftest import SR, tone, tone_stem, write_slakh_track
 
 

@@ -7,11 +7,11 @@ import csv
 import numpy as np
 import pytest
 
-from mt3x.cli import tag as tag_cli
+from tagging import cli as tag_cli
 from mt3x.data.slakh import read_split
-from separation.tagging.cluster import TRACK_STAT_NAMES, cluster_tracks, track_statistics
-from separation.tagging.examples import build_examples
-from separation.tagging.plots import cluster_plot
+from tagging.cluster import TRACK_STAT_NAMES, cluster_tracks, track_statistics
+from tagging.examples import build_examples
+from tagging.plots import cluster_plot
 from tests.tagging.conftest import SR, StemSpec, tone, write_slakh_track
 
 

@@ -6,7 +6,7 @@ import librosa
 import numpy as np
 import pytest
 
-from separation.tagging.features import (FeatureConfig, FeatureConfigError, band_centres_hz,
+from tagging.features import (FeatureConfig, FeatureConfigError, band_centres_hz,
                                          band_filterbank, band_of_feature, bin_frequencies_hz,
                                          compute_features, feature_names, snippet_features)
 from tests.tagging.conftest import tone

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from mt3x.data.slakh import read_split
-from separation.tagging import examples as examples_lib
-from separation.tagging.examples import (FOUR_STEM_GROUPING, GroupingError, InstrumentGrouping,
+from tagging import examples as examples_lib
+from tagging.examples import (FOUR_STEM_GROUPING, GroupingError, InstrumentGrouping,
                                          LabelConfig, build_examples, cut_snippets,
                                          energy_activity, midi_activity, num_snippets,
                                          track_examples)
-from separation.tagging.pipeline import label_agreement
+from tagging.pipeline import label_agreement
 from tests.tagging.conftest import SR, StemSpec, tone, tone_stem, write_slakh_track
 
 

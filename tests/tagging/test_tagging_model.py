@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from separation.tagging.examples import SnippetExamples
-from separation.tagging.features import FeatureConfig, feature_names
-from separation.tagging.importance import band_importance, region_summary
-from separation.tagging.model import (ModelDirError, TrainConfig, evaluate, load_tagger,
+from tagging.examples import SnippetExamples
+from tagging.features import FeatureConfig, feature_names
+from tagging.importance import band_importance, region_summary
+from tagging.model import (ModelDirError, TrainConfig, evaluate, load_tagger,
                                       metrics_markdown, save_tagger, train_tagger)
 
 CONFIG = FeatureConfig()

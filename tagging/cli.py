@@ -1,0 +1,180 @@
+"""`mt3x-tag`: which instruments play in each second of a recording (LightGBM on spectral features).
+
+  mt3x-tag AUDIO... --model DIR [--out DIR]
+      Prints, per file, one row per started second with each instrument's probability and 0/1
+      decision; writes <out>/<name>.tags.csv and <out>/<name>.timeline.png (default out: .), where
+      <name> is the file's stem, or <folder>_<stem> when several inputs share a stem.
+  mt3x-tag train --data ROOT --out DIR [--grouping inst_class] [--labels energy] ...
+      Trains one model per instrument on ROOT/train (early stopping on ROOT/validation), scores
+      ROOT/test; writes DIR/model/ (give DIR or DIR/model to --model), DIR/metrics.md,
+      DIR/metrics.csv, DIR/importance.png, DIR/importance.csv, DIR/summary.json.
+  mt3x-tag cluster --data ROOT [--split test] [--k 4] --out DIR
+      k-means of the tracks by spectral statistics; writes DIR/clusters.csv and DIR/clusters.png.
+
+Exit status 2 with `error: ...` on bad input (missing model directory, unreadable audio, a folder
+not in Slakh2100 layout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mt3x.errors import Mt3xError
+
+SUBCOMMANDS = ("train", "cluster")
+
+
+def _tag_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mt3x-tag", description="Per-second instrument activity of audio files "
+        "(subcommands: `mt3x-tag train ...`, `mt3x-tag cluster ...`).")
+    parser.add_argument("audio", nargs="+", type=Path, help="audio files (wav, flac, ...)")
+    parser.add_argument("--model", required=True, type=Path,
+                        help="directory written by `mt3x-tag train` (or its model/ subfolder)")
+    parser.add_argument("--out", type=Path, default=Path("."),
+                        help="where to write <name>.tags.csv and <name>.timeline.png (default .)")
+    parser.add_argument("--no-plot", action="store_true", help="skip the timeline PNG")
+    return parser
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mt3x-tag train",
+                                     description="Train per-instrument LightGBM taggers.")
+    parser.add_argument("--data", required=True, type=Path,
+                        help="folder in Slakh2100 layout with train/ validation/ test/")
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--grouping", default="inst_class",
+                        help="'inst_class' (default), '4stem', or e.g. "
+                        "'piano=0-7,guitar=24-31,bass=32-39,drums=drums,other=*'")
+    parser.add_argument("--labels", default="energy", choices=("energy", "midi", "both", "either"),
+                        help="which activity rule trains and scores (default energy)")
+    parser.add_argument("--threshold-db", type=float, default=-40.0,
+                        help="energy rule: dB relative to the stem's loudest snippet")
+    parser.add_argument("--min-note-ms", type=float, default=50.0,
+                        help="MIDI rule: sounding time in a snippet (ms)")
+    parser.add_argument("--threads", type=int, default=1, help="LightGBM threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _cluster_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mt3x-tag cluster",
+                                     description="Cluster tracks by spectral statistics.")
+    parser.add_argument("--data", required=True, type=Path, help="folder in Slakh2100 layout")
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--k", type=int, default=4, help="number of clusters")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--quiet", action="store_true")
+    return parser
+
+
+def _format_table(result, name: str) -> str:
+    width = max(6, *(len(n) for n in result.instruments))
+    header = f"{'second':>7}  " + "  ".join(f"{n:>{width}}" for n in result.instruments)
+    lines = [f"# {name}", header]
+    for i, start in enumerate(result.start_seconds):
+        cells = [f"{p:.2f} {'+' if d else '-'}".rjust(width)
+                 for p, d in zip(result.probabilities[i], result.decisions[i])]
+        lines.append(f"{start:>7g}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def output_names(paths: list[Path]) -> list[str]:
+    """Unique output base names: the file stem, or <folder>_<stem> when stems repeat (e.g. many
+    mix.flac files of different tracks), then a numeric suffix if still repeated."""
+    stems = [p.stem for p in paths]
+    names = [f"{p.parent.name}_{p.stem}" if stems.count(p.stem) > 1 else p.stem for p in paths]
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if names.count(name) == 1 else f"{name}_{seen[name]}")
+    return unique
+
+
+def _run_tag(args: argparse.Namespace) -> int:
+    from tagging.model import load_tagger  # noqa: PLC0415
+    from tagging.pipeline import tag_file, write_tags_csv  # noqa: PLC0415
+
+    tagger = load_tagger(args.model)
+    args.out.mkdir(parents=True, exist_ok=True)
+    seconds = tagger.feature_config.snippet_seconds
+    for path, name in zip(args.audio, output_names(args.audio), strict=True):
+        result = tag_file(tagger, path)
+        print(_format_table(result, str(path)))
+        csv_path = write_tags_csv(result, args.out / f"{name}.tags.csv", snippet_seconds=seconds)
+        print(f"wrote {csv_path}")
+        if not args.no_plot:
+            from tagging.plots import timeline_plot  # noqa: PLC0415
+
+            png = timeline_plot(result.probabilities, result.decisions, result.instruments,
+                                args.out / f"{name}.timeline.png", snippet_seconds=seconds,
+                                title=f"{path}: instrument activity")
+            print(f"wrote {png}")
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from tagging.examples import InstrumentGrouping, LabelConfig  # noqa: PLC0415
+    from tagging.model import TrainConfig, metrics_markdown  # noqa: PLC0415
+    from tagging.pipeline import (train_on_folder,  # noqa: PLC0415
+                                             write_training_outputs)
+
+    if not args.data.is_dir():
+        raise Mt3xError(f"{args.data}: data folder not found")
+    grouping = InstrumentGrouping.parse(args.grouping)
+    labels = LabelConfig(threshold_db=args.threshold_db, min_note_ms=args.min_note_ms,
+                         source=args.labels)
+    result = train_on_folder(args.data, grouping=grouping, label_config=labels,
+                             train_config=TrainConfig(num_threads=args.threads, seed=args.seed),
+                             progress=not args.quiet)
+    paths = write_training_outputs(result, args.out)
+    print(f"snippets: {result.split_sizes}")
+    print(metrics_markdown(result.rows))
+    for name, reason in result.tagger.skipped.items():
+        print(f"skipped {name}: {reason}")
+    for region in result.regions:
+        print(f"{region['region']:>14}: {region['bands']:2d} bands, "
+              f"{region['gain_fraction']:.0%} of band gain "
+              f"(x{region['gain_per_band_ratio']:.2f} its share of bands)")
+    for name, path in paths.items():
+        print(f"wrote {name}: {path}")
+    return 0
+
+
+def _run_cluster(args: argparse.Namespace) -> int:
+    from tagging.pipeline import cluster_folder, write_cluster_outputs  # noqa: PLC0415
+
+    if not args.data.is_dir():
+        raise Mt3xError(f"{args.data}: data folder not found")
+    clusters, classes = cluster_folder(args.data, args.split, k=args.k, seed=args.seed,
+                                       progress=not args.quiet)
+    paths = write_cluster_outputs(clusters, classes, args.out)
+    for label in range(args.k):
+        members = [t for t, c in zip(clusters.track_ids, clusters.labels) if c == label]
+        print(f"cluster {label}: {len(members)} tracks: {' '.join(members[:12])}"
+              f"{' ...' if len(members) > 12 else ''}")
+    for name, path in paths.items():
+        print(f"wrote {name}: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "train":
+            return _run_train(_train_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "cluster":
+            return _run_cluster(_cluster_parser().parse_args(argv[1:]))
+        return _run_tag(_tag_parser().parse_args(argv))
+    except Mt3xError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

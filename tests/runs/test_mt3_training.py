@@ -1,0 +1,178 @@
+"""MT3 runs end to end on a tiny demo dataset through `train_mt3` / `evaluate_mt3` (what
+launch/train.py and launch/eval.py call): the loss falls, evaluation computes MT3's metrics
+(exact on an oracle), a run resumes through the gin entry point, fine-tuning restores params
+only and keeps frozen ones fixed, and bad inputs fail clearly."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import gin
+import jax
+import numpy as np
+import pytest
+
+from tests import mt3_testdata as data
+from tests.mt3_testdata import OracleModel, oracle_table, reference_notes
+from mt3x.data import DatasetError
+from mt3x.runs.mt3 import RunConfigError, evaluate_mt3, train_mt3
+from mt3x.trainer import CheckpointError, Checkpointer, ShardingError
+from mt3x.trainer.checkpoints import numpy_tree
+from mt3x.transcription.evaluation import EvalFile, TranscriptionEvaluator
+
+LAUNCH = Path(__file__).resolve().parents[2] / "launch"
+
+
+# ---- the evaluator's decode -> stitch -> score path, exact on an oracle -----------------------
+def test_evaluator_scores_an_oracle_perfectly_and_silence_as_zero():
+    ns = reference_notes()
+    num_samples = 5 * 16000
+    frames_count = num_samples // 128 + 1
+    segments = -(-frames_count // 256)
+    frames = np.zeros((segments, 256, 128), np.float32)
+    frames[:, 0, 0] = np.arange(1, segments + 1)
+    eval_file = EvalFile("validation/Track1", frames, np.arange(segments) * 2.048, ns)
+    perfect = TranscriptionEvaluator(model=OracleModel(oracle_table(ns, num_samples)),
+                                     files=[eval_file], batch_size=8)(None, step=0)
+    for name in ("onset_f1", "onset_offset_f1", "multi_instrument_f1", "drum_onset_f1",
+                 "multi_instrument_f1_flat"):
+        assert perfect[name] == pytest.approx(1.0), name
+    assert perfect["invalid_events"] == 0 and perfect["estimated_notes"] == len(ns.notes)
+    silent = TranscriptionEvaluator(
+        model=OracleModel(oracle_table(ns, num_samples, empty=True)), files=[eval_file],
+        batch_size=8)(None, step=0)
+    assert silent["onset_f1"] == 0.0 and silent["multi_instrument_f1"] == 0.0
+
+
+# ---- real runs on the tiny dataset -------------------------------------------------------------
+def test_loss_falls_and_the_run_is_evaluated_and_saved(tmp_path_factory):
+    workdir, result = data.tiny_run(tmp_path_factory)
+    losses = [result.losses[s] for s in sorted(result.losses)]
+    assert len(losses) == data.TINY_STEPS
+    assert np.mean(losses[-4:]) < 0.75 * np.mean(losses[:4])
+    final = result.eval_history[data.TINY_STEPS]
+    for name in ("eval/loss", "eval/onset_f1", "eval/multi_instrument_f1", "eval/frame_f1"):
+        assert name in final
+    for name in ("eval/onset_f1", "eval/multi_instrument_f1"):
+        assert 0.0 <= final[name] <= 1.0
+    assert final["eval/loss"] < losses[0]
+    spec = json.loads((workdir / "mt3x_model.json").read_text())
+    assert spec["config"]["emb_dim"] == 32 and spec["vocab"] == "mt3"
+    checkpointer = Checkpointer(workdir / "checkpoints", read_only=True)
+    assert checkpointer.all_steps() == [data.TINY_STEPS]
+    _, meta = checkpointer.read_data_and_meta()
+    checkpointer.close()
+    assert meta["gin_config"] == "# tiny test run\n"
+    assert (workdir / "operative_config.gin").read_text() == "# tiny test run\n"
+
+
+def test_evaluate_mt3_reproduces_the_training_evaluation(tmp_path_factory, tmp_path):
+    workdir, result = data.tiny_run(tmp_path_factory)
+    scores = evaluate_mt3(checkpoint=workdir, dataset_root=data.tiny_dataset(tmp_path_factory),
+                          split="validation", max_decode_length=data.TINY_DECODE_LENGTH,
+                          max_files=1, output_dir=tmp_path, write_midi=True)
+    final = result.eval_history[data.TINY_STEPS]
+    assert scores["Files"] == 1
+    assert scores["Onset F1"] == pytest.approx(final["eval/onset_f1"])
+    assert scores["Onset + offset + program F1 (full)"] == pytest.approx(
+        final["eval/multi_instrument_f1"])
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert report["step"] == data.TINY_STEPS and list(report["files"]) == ["validation/Track00003"]
+    assert (tmp_path / "validation_Track00003.mid").is_file()
+    assert (tmp_path / "validation_Track00003.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _launch_train():
+    spec = importlib.util.spec_from_file_location("launch_train", LAUNCH / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_resume_through_launch_train_continues_the_run(tmp_path_factory, tmp_path):
+    source, _ = data.tiny_run(tmp_path_factory)
+    workdir = tmp_path / "run"
+    shutil.copytree(source, workdir)
+    steps = data.TINY_STEPS + 3
+    argv = ["--gin_file", "runs/train.gin", "--gin_file", "models/tiny.gin",
+            f"--gin.DATASET_ROOT='{data.tiny_dataset(tmp_path_factory)}'",
+            f"--gin.TRAIN_STEPS={steps}", "--gin.BATCH_SIZE=8",
+            f"--gin.TARGET_LENGTH={data.TINY_TARGET_LENGTH}", "--gin.OPTIMIZER='adamw'",
+            "--gin.LEARNING_RATE=1e-2", "--gin.LOSS_NORMALIZATION='mean'",
+            f"--gin.MAX_DECODE_LENGTH={data.TINY_DECODE_LENGTH}",
+            "--gin.mt3x.train_mt3.weight_decay=0.0", "--gin.KEEP_BEST=0",
+            "--gin.mt3x.train_mt3.transcription_eval=False",
+            "--gin.mt3x.train_mt3.eval_loss_batches=0", "--gin.EVAL_EVERY_STEPS=0",
+            "--gin.mt3x.train_mt3.show_progress=False",
+            "--gin.mt3x.train_mt3.tensorboard=False", "--workdir", str(workdir)]
+    try:
+        assert _launch_train().main(argv) == 0
+    finally:
+        gin.clear_config()
+    checkpointer = Checkpointer(workdir / "checkpoints", read_only=True)
+    assert checkpointer.latest_step() == steps
+    data_state, meta = checkpointer.read_data_and_meta()
+    checkpointer.close()
+    assert data_state["consumed"] == steps                # the data position continued
+    assert meta["loss_history"]["steps"] == list(range(1, steps + 1))  # history of both calls
+    assert f"TRAIN_STEPS = {steps}" in meta["gin_config"]  # the operative config, per checkpoint
+    assert "train_mt3.workdir = %MODEL_DIR" in (workdir / "operative_config.gin").read_text()
+
+
+def test_finetune_restores_params_only_and_frozen_params_do_not_move(tmp_path_factory,
+                                                                     tmp_path):
+    source, base = data.tiny_run(tmp_path_factory)
+    # A different dataset: the held-out test track as the only training track.
+    other = tmp_path / "other"
+    shutil.copytree(data.tiny_dataset(tmp_path_factory) / "test", other / "train")
+    result = train_mt3(workdir=tmp_path / "ft", dataset_root=other, model=data.tiny_model(),
+                       num_steps=3, init_checkpoint=source, freeze_patterns=["^encoder/"],
+                       batch_size=8, target_length=data.TINY_TARGET_LENGTH, optimizer="adamw",
+                       learning_rate=1e-2, transcription_eval=False, eval_loss_batches=0,
+                       keep_best=0, show_progress=False, tensorboard=False)
+    assert sorted(result.losses) == [1, 2, 3]               # fresh optimizer state and step
+    before = numpy_tree(base.state.params)
+    after = numpy_tree(result.state.params)
+    flat_before = dict(jax.tree_util.tree_flatten_with_path(before)[0])
+    moved = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(after)[0]:
+        name = jax.tree_util.keystr(path)
+        moved[name] = float(np.abs(leaf - flat_before[path]).max())
+    encoder = {k: v for k, v in moved.items() if "'encoder'" in k}
+    decoder = {k: v for k, v in moved.items() if "'decoder'" in k}
+    assert encoder and all(v == 0.0 for v in encoder.values())
+    assert max(decoder.values()) > 1e-4
+    # The first loss is the base model's on new data: far below an untrained model's ~7.3.
+    assert result.losses[1] < 0.9 * np.log(1536)
+
+
+def test_finetune_from_a_checkpoint_of_another_shape_names_the_array(tmp_path_factory,
+                                                                     tmp_path):
+    from mt3x.models import Mt3Model, get_config
+
+    source, _ = data.tiny_run(tmp_path_factory)
+    wider = Mt3Model(get_config("tiny", emb_dim=64), loss_normalization="mean")
+    with pytest.raises(CheckpointError, match=r"does not match this model: .*shape"):
+        train_mt3(workdir=tmp_path / "ft", dataset_root=data.tiny_dataset(tmp_path_factory),
+                  model=wider, num_steps=2, init_checkpoint=source, batch_size=8,
+                  target_length=data.TINY_TARGET_LENGTH, transcription_eval=False,
+                  eval_loss_batches=0, keep_best=0, show_progress=False, tensorboard=False)
+
+
+def test_bad_datasets_and_batch_sizes_fail_clearly(tmp_path_factory, tmp_path):
+    kwargs = dict(workdir=tmp_path / "run", model="tiny", num_steps=2,
+                  target_length=data.TINY_TARGET_LENGTH, transcription_eval=False,
+                  eval_loss_batches=0, keep_best=0, show_progress=False, tensorboard=False)
+    with pytest.raises(RunConfigError, match="does not exist"):
+        train_mt3(dataset_root=tmp_path / "nowhere", batch_size=8, **kwargs)
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="train"):
+        train_mt3(dataset_root=tmp_path / "empty", batch_size=8, **kwargs)
+    with pytest.raises(ShardingError, match="does not divide over 8"):
+        train_mt3(dataset_root=data.tiny_dataset(tmp_path_factory), batch_size=4, **kwargs)
+    with pytest.raises(Exception, match="vocab"):
+        train_mt3(dataset_root=data.tiny_dataset(tmp_path_factory), batch_size=8,
+                  vocab="ismir2021", **kwargs)
