@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return jax.device_put(array, devices[0])
 
     config = mt3x_audio.MT3_SPECTROGRAM_CONFIG
-    mel_weights = config.mel_weights()
+    mel_weights = mt3x_audio.mt3_mel_weights(config)
     tf_mel_weights = tf.signal.linear_to_mel_weight_matrix(512, 1025, 16000, 20.0, 7600.0)
     rows: list[tuple[str, str, dict[str, Timing]]] = []
     extrapolated: set[tuple[str, str, str]] = set()

@@ -1,6 +1,6 @@
 """STFT settings and mask arithmetic shared by the separators, oracles and evaluation.
 
-Every STFT/iSTFT goes through `mt3x.audio.stft` / `mt3x.audio.istft` (the project's one STFT); this
+Every STFT/iSTFT goes through `mt3x.audio.spectrum` / `mt3x.audio.istft` (the project's one STFT); this
 module only fixes the settings and does the complex-mask arithmetic. All functions are pure
 jax.numpy and jit-able.
 """

@@ -2,7 +2,7 @@
 
 - `examples`: 1-second snippets of a track's mixture, labelled per instrument from stem energy
   and from MIDI (the rules are in its docstring); instrument groupings.
-- `features`: jitted, batched spectral features on `mt3x.audio.stft` (log-frequency band
+- `features`: jitted, batched spectral features on `mt3x.audio.spectrum` (log-frequency band
   energies, centroid, band energy ratio, flatness), with named columns.
 - `model`: one LightGBM binary model per instrument; evaluation; save / load.
 - `importance`: gain importance grouped by frequency band.

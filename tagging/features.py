@@ -1,7 +1,7 @@
 """Spectral features of 1-second snippets, jitted and batched on the shared STFT (`mt3x.audio`).
 
 For every snippet `f32[samples]` (mono, `FeatureConfig.sample_rate`) we take the STFT
-(`mt3x.audio.stft`, periodic Hann, centred) and turn it into a one-sided power spectrum normalised
+(`mt3x.audio.spectrum`, periodic Hann, centred) and turn it into a one-sided power spectrum normalised
 so that, by Parseval, the bins of a frame sum to the frame's mean square: a full-scale sine has a
 power of 0.5 (-3 dB). From it, per frame:
 

@@ -22,15 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from mt3x.errors import Mt3xError
+from mt3x.audio.errors import SpectralError
 
 # Frames spanning more hops than this are gathered (`frame`) sample by sample rather than chunk by
 # chunk, and overlap-added (`overlap_add`) with a scatter-add rather than shifted slices.
 _MAX_SLICES = 64
 
 
-class SpectralError(Mt3xError):
-    """Invalid argument to a spectral kernel (frame/hop/FFT sizes, window, mel parameters)."""
 
 
 def _check_positive_int(name: str, value: object) -> int:

@@ -19,81 +19,23 @@ CPU a large batch is transformed a few segments at a time (see `mt3x.audio.frami
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from mt3x.audio.framing import SpectralError, chunk_index, map_in_steps
+from mt3x.audio.errors import SpectralError
+from mt3x.audio.framing import chunk_index, map_in_steps
 from mt3x.audio.mel import apply_mel, mel_filterbank_htk, safe_log
-from mt3x.audio.stft import get_window, magnitude
+from mt3x.audio.mt3_config import MT3_SPECTROGRAM_CONFIG, Mt3SpectrogramConfig
+from mt3x.audio.spectrum import get_window, magnitude
 
 
-@dataclasses.dataclass(frozen=True)
-class Mt3SpectrogramConfig:
-    """MT3's spectrogram constants (mt3/spectrograms.py defaults; `fft_size`, `mel_lo_hz` and
-    `mel_hi_hz` are fixed there).
-
-    Attributes:
-      sample_rate: Hz.
-      hop_width: samples per sample frame = STFT hop.
-      fft_size: STFT frame length = FFT size (periodic Hann window of the same length).
-      num_mel_bins: mel bands (HTK scale, tf.signal filterbank).
-      mel_lo_hz, mel_hi_hz: band edges in Hz.
-      frames_per_segment: sample frames per model input (256 = 2.048 s).
-      log_floor: mel values <= 0 are replaced by this before the natural log.
-    """
-
-    sample_rate: int = 16000
-    hop_width: int = 128
-    fft_size: int = 2048
-    num_mel_bins: int = 512
-    mel_lo_hz: float = 20.0
-    mel_hi_hz: float = 7600.0
-    frames_per_segment: int = 256
-    log_floor: float = 1e-5
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.sample_rate / self.hop_width
-
-    @property
-    def num_spectrogram_bins(self) -> int:
-        return self.fft_size // 2 + 1
-
-    def mel_weights(self) -> np.ndarray:
-        """float32 `[fft_size // 2 + 1, num_mel_bins]`, = tf.signal.linear_to_mel_weight_matrix."""
-        return mel_filterbank_htk(self.num_mel_bins, self.num_spectrogram_bins, self.sample_rate,
-                                  self.mel_lo_hz, self.mel_hi_hz)
-
-
-MT3_SPECTROGRAM_CONFIG = Mt3SpectrogramConfig()
-
-
-def mt3_sample_frames(audio: np.ndarray | Array,
-                      config: Mt3SpectrogramConfig = MT3_SPECTROGRAM_CONFIG) -> np.ndarray:
-    """Cuts a waveform into MT3's non-overlapping sample frames (host-side numpy).
-
-    Matches MT3's `_audio_to_frames`: `hop - len % hop` zeros are appended, so a length that is
-    already a multiple of `hop_width` gains one all-zero frame, exactly as in MT3 (this keeps the
-    frame count, and hence segment boundaries and frame times, identical to MT3's).
-
-    Args:
-      audio: `[..., samples]` waveform at `config.sample_rate` (any float dtype).
-
-    Returns:
-      float32 `[..., samples // hop_width + 1, hop_width]`; frame `i` starts at time
-      `i / config.frames_per_second` seconds.
-    """
-    audio = np.asarray(audio, dtype=np.float32)
-    if audio.ndim == 0:
-        raise SpectralError("audio: expected [..., samples], got a scalar")
-    hop = config.hop_width
-    pad = hop - audio.shape[-1] % hop
-    audio = np.pad(audio, [(0, 0)] * (audio.ndim - 1) + [(0, pad)])
-    return audio.reshape(*audio.shape[:-1], audio.shape[-1] // hop, hop)
+def mt3_mel_weights(config: Mt3SpectrogramConfig = MT3_SPECTROGRAM_CONFIG) -> np.ndarray:
+    """float32 `[fft_size // 2 + 1, num_mel_bins]`, = tf.signal.linear_to_mel_weight_matrix."""
+    return mel_filterbank_htk(config.num_mel_bins, config.num_spectrogram_bins, config.sample_rate,
+                              config.mel_lo_hz, config.mel_hi_hz)
 
 
 def mt3_log_mel(
@@ -151,5 +93,5 @@ def _segment_log_mel(segments: Array, config: Mt3SpectrogramConfig, mel_method: 
     stft_frames = padded[:, chunk_index(count, span), :] * jnp.asarray(window)
     stft_frames = stft_frames.reshape(num_segments, count, config.fft_size)
     spectrum = jnp.fft.rfft(stft_frames, n=config.fft_size, axis=-1)
-    mel = apply_mel(magnitude(spectrum), config.mel_weights(), method=mel_method)
+    mel = apply_mel(magnitude(spectrum), mt3_mel_weights(config), method=mel_method)
     return safe_log(mel, config.log_floor)

@@ -50,7 +50,7 @@ SUBPROCESS = textwrap.dedent("""
             return None
 
     sys.meta_path.insert(0, Blocker())
-    from mt3x.cli import separate
+    from separation.cli import separate
     codes = [separate.main(argv) for argv in json.loads(sys.argv[1])]
     loaded = sorted(m for m in sys.modules if any(m == b or m.startswith(b + ".") for b in BLOCKED))
     print("RESULT " + json.dumps({{"codes": codes, "loaded": loaded}}))
