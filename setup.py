@@ -47,6 +47,8 @@ setup(
         "fast-bss-eval>=0.1.4",
         "tensorstore>=0.1.70",
         "msgpack>=1.0",
+        "grain>=0.2.18",
+        "array_record>=0.8",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3", "hypothesis>=6"],
@@ -65,6 +67,10 @@ setup(
             "mt3x-export-t5x=mt3x.cli.export_t5x:main",
             "mt3x-separate=separation.cli.separate:main",
             "mt3x-export=mt3x.cli.export:main",
+        ],
+        # Capabilities separation adds to mt3x's tools (mt3x never imports it; see mt3x.plugins).
+        "mt3x.plugins": [
+            "separation=separation.plugin:register",
         ],
     },
 )

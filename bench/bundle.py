@@ -38,22 +38,20 @@ def _checkpoint(root: Path, config: str, decode_len: int) -> Path:
     import jax
     import numpy as np
 
-    from mt3x.transcription.inference import save_model_spec
+    from mt3x.transcription.checkpoint import model_spec
     from mt3x.models import Mt3Model
     from mt3x.t5x_checkpoint.convert import write_mt3x_params_checkpoint
 
     model = Mt3Model(config, max_decode_length=decode_len)
     batch = {"encoder_input_tokens": jax.ShapeDtypeStruct((1, 256, 128), np.float32)}
     params = jax.jit(lambda key: nn.unbox(model.init(key, batch)))(jax.random.key(0))
-    workdir = root / f"{config}_run"
-    write_mt3x_params_checkpoint(workdir / "checkpoints", params, meta={"gin_config": ""})
-    save_model_spec(workdir, model, "mt3")
-    return workdir
+    return write_mt3x_params_checkpoint(root / f"{config}_run", params, meta={"gin_config": ""},
+                                        model_spec=model_spec(model, "mt3"))
 
 
 def _speed(transcriber, audio, repeats: int) -> tuple[float, list]:
     """(median x real time, tokens of the last run)."""
-    from mt3x.transcription.inference import audio_to_segments
+    from mt3x.transcription.segments import audio_to_segments
 
     frames, _, lengths = audio_to_segments(audio)
     decode = getattr(transcriber, "decode_segments", None) or (
@@ -79,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mt3x.bundles.mt3_export import export_mt3_bundle
     from mt3x.bundles.mt3_runtime import BundleTranscriber
-    from mt3x.transcription.inference import load_transcriber
+    from mt3x.transcription.decoder import load_transcriber
 
     audio = (0.1 * np.random.default_rng(0).standard_normal(int(args.seconds * 16000))
              ).astype(np.float32)

@@ -1,9 +1,10 @@
-"""Build-speed benchmark for the synthetic Slakh builder (demo preset).
+"""Build-speed benchmark for the synthetic Slakh builder (any preset; synth-slakh sized by --hours).
 
 Prints seconds of audio rendered per wall second (counting every stem and the mix once, and
 per-track audio), the wall time of the whole build (piece loading included), and the dataset size.
 
     python bench/data.py [--jobs 2] [--preset demo] [--sample-rate 16000]
+    python bench/data.py --preset synth-slakh --hours 0.25 --jobs 2
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ def main() -> None:
     parser.add_argument("--preset", default="demo")
     parser.add_argument("--sample-rate", type=int, default=16000)
     parser.add_argument("--max-pieces", type=int, default=None)
+    parser.add_argument("--hours", type=float, default=None, help="synth-slakh / ood-eval size")
     args = parser.parse_args()
     overrides = {"sample_rate": args.sample_rate}
     if args.max_pieces:
         overrides["max_pieces"] = args.max_pieces
-    config = preset_config(args.preset, seed=0, **overrides)
+    config = preset_config(args.preset, seed=0, hours=args.hours, **overrides)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "ds"
         start = time.perf_counter()

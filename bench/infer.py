@@ -42,16 +42,19 @@ def _time(fn: Any, *args: Any, repeats: int) -> float:
 
 
 def bench_config(name: str, *, batch_size: int, decode_len: int, decoders: list[str],
-                 repeats: int, seed: int = 0) -> dict[str, Any]:
-    """Times one config; returns a dict of figures (seconds, tokens/s, RTF)."""
+                 repeats: int, seed: int = 0, dtype: str = "float32",
+                 attention: str = "reference") -> dict[str, Any]:
+    """Times one config; returns a dict of figures (seconds, tokens/s, RTF).
+
+    `dtype` and `attention` set `T5Config.dtype` / `T5Config.attention_impl`."""
     import flax.linen as nn
     import jax
     import numpy as np
 
     from mt3x.models import Mt3Model, get_config, greedy_decode
 
-    model = Mt3Model(get_config(name, dropout_rate=0.0), inputs="spectrogram",
-                     max_decode_length=decode_len)
+    model = Mt3Model(get_config(name, dropout_rate=0.0, dtype=dtype, attention_impl=attention),
+                     inputs="log_mel", max_decode_length=decode_len)
     rng = np.random.default_rng(seed)
     batch = {"encoder_input_tokens":
              rng.normal(size=(batch_size, 256, model.config.input_depth)).astype(np.float32)}
@@ -62,7 +65,8 @@ def bench_config(name: str, *, batch_size: int, decode_len: int, decoders: list[
     encoder_s = _time(encode, params, batch, repeats=repeats)
     encoded = encode(params, batch)
 
-    result: dict[str, Any] = {"config": name, "params": num_params, "batch": batch_size,
+    result: dict[str, Any] = {"config": name, "dtype": dtype, "attention": attention,
+                              "params": num_params, "batch": batch_size,
                               "decode_len": decode_len, "encoder_s": encoder_s,
                               "decoders": {}}
     for decoder in decoders:
@@ -78,7 +82,8 @@ def bench_config(name: str, *, batch_size: int, decode_len: int, decoders: list[
 
 
 def _print(result: dict[str, Any]) -> None:
-    print(f"\n{result['config']}: {result['params']:,} parameters, batch {result['batch']}, "
+    print(f"\n{result['config']} ({result['dtype']}, attention {result['attention']}): "
+          f"{result['params']:,} parameters, batch {result['batch']}, "
           f"{result['decode_len']} decoded tokens per segment")
     print(f"  encoder: {1000 * result['encoder_s']:.1f} ms per batch "
           f"({1000 * result['encoder_s'] / result['batch']:.1f} ms per 2.048 s segment)")
@@ -98,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="tokens decoded per segment (MT3 allows up to 1024)")
     parser.add_argument("--decoders", nargs="+", default=["cached", "self_cache", "uncached"])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--attention", default="reference",
+                        choices=["reference", "xla", "cudnn", "auto"])
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
 
@@ -109,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in args.configs:
         result = bench_config(name, batch_size=args.batch, decode_len=args.decode_len,
-                              decoders=args.decoders, repeats=args.repeats)
+                              decoders=args.decoders, repeats=args.repeats,
+                              dtype=args.dtype, attention=args.attention)
         _print(result)
         results.append(result)
     if args.json:

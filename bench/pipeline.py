@@ -44,6 +44,7 @@ def gpu_examples_per_second() -> float:
 
 def stage_costs(root: Path, split: str, repeats: int, seed: int) -> dict[str, float]:
     """Seconds per training example spent in each stage (one thread)."""
+    from mt3x.audio.mt3_config import mt3_frame_times, mt3_sample_frames
     from mt3x.tasks import preprocessors as pp
     from mt3x.codec import run_length
     from mt3x.codec import vocabulary as codec_vocabulary
@@ -62,7 +63,8 @@ def stage_costs(root: Path, split: str, repeats: int, seed: int) -> dict[str, fl
         totals["load"] += time.perf_counter() - t
 
         t = time.perf_counter()
-        frames, times = pp.audio_to_frames(audio)
+        frames = mt3_sample_frames(audio)
+        times = mt3_frame_times(len(frames))
         out = pcodec.tokenize(sequence, times, True)
         totals["tokenize"] += time.perf_counter() - t
 

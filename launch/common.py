@@ -3,7 +3,7 @@
 Flags understood by every entry point:
   --gin_file FILE           (repeatable) gin files, as paths or relative to configs/
   --gin.NAME=VALUE          (repeatable) one binding, e.g. --gin.TRAIN_STEPS=600 or
-                            --gin.mt3x.train_mt3.batch_size=16 (VALUE is gin syntax: quote strings)
+                            --gin.mt3x.runs.DataConfig.batch_size=16 (VALUE is gin syntax: quote strings)
   --gin_bindings 'A = B'    (repeatable) a binding in gin syntax
   --workdir DIR             binds the macro MODEL_DIR (train) / EVAL_OUTPUT_DIR (eval)
   --coordinator_address HOST:PORT, --num_processes N, --process_id I

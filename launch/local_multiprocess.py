@@ -17,8 +17,8 @@ import argparse
 import sys
 import time
 
-from mt3x.cluster.launchers import (LaunchError, describe_local, free_port, local_process_specs,
-                            parse_env_assignments, run_processes, split_command)
+from mt3x.cluster.common import LaunchError, free_port, parse_env_assignments, split_command
+from mt3x.cluster.local import describe_local, local_process_specs, run_processes
 
 
 def main(argv: list[str] | None = None) -> int:

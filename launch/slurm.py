@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from mt3x.util.files import atomic_path
-from mt3x.cluster.launchers import (LaunchError, SlurmJob, parse_env_assignments, slurm_script,
-                            split_command)
+from mt3x.cluster.common import LaunchError, parse_env_assignments, split_command
+from mt3x.cluster.slurm import SlurmJob, slurm_script
 
 REPO = Path(__file__).resolve().parent.parent
 

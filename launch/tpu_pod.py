@@ -18,8 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mt3x.cluster.launchers import (LaunchError, TpuPodJob, describe_plan, parse_env_assignments,
-                            split_command, tpu_plan)
+from mt3x.cluster.common import LaunchError, parse_env_assignments, split_command
+from mt3x.cluster.tpu_pod import DEFAULT_TPU_PORT, TpuPodJob, describe_plan, tpu_plan
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--git_ref", default="main")
     parser.add_argument("--remote_dir", default="mt3x", help="checkout on each worker (~/...)")
     parser.add_argument("--extras", default="tpu", help="pip extra to install ('' for none)")
-    parser.add_argument("--port", type=int, default=8476, help="coordinator port on worker 0")
+    parser.add_argument("--port", type=int, default=DEFAULT_TPU_PORT, help="coordinator port on worker 0")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment variable on every worker; repeatable")
     parser.add_argument("--steps", default="copy,install,run,logs",

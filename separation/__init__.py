@@ -1,1 +1,3 @@
-"""Source separators (linear-context DNN, conv U-Net) and instrument tagging, on mt3x."""
+"""Source separators (linear-context DNN, conv U-Net) on mt3x: models, data, training, metrics,
+oracles, bundles and the `mt3x-separate` CLI (`separation.cli`). Builds on mt3x, which reaches it
+only through the plugin registered in `separation.plugin` (see `mt3x.plugins`)."""

@@ -1,5 +1,8 @@
 """Instrument activity tagging: which instruments play in each second of a mixture.
 
+A package of its own on mt3x (not a separator: it imports nothing of `separation`); its CLI is
+`mt3x-tag` (`tagging.cli`).
+
 - `examples`: 1-second snippets of a track's mixture, labelled per instrument from stem energy
   and from MIDI (the rules are in its docstring); instrument groupings.
 - `features`: jitted, batched spectral features on `mt3x.audio.spectrum` (log-frequency band
@@ -12,13 +15,13 @@
 """
 
 from tagging.examples import (FOUR_STEM_GROUPING, InstrumentGrouping, LabelConfig,
-                                         SnippetExamples, build_examples, cut_snippets,
-                                         energy_activity, midi_activity, num_snippets,
-                                         track_examples)
+                              SnippetExamples, build_examples, cut_snippets,
+                              energy_activity, midi_activity, num_snippets,
+                              track_examples)
 from tagging.features import (FeatureConfig, band_centres_hz, band_of_feature,
-                                         compute_features, feature_names, snippet_features)
+                              compute_features, feature_names, snippet_features)
 from tagging.model import (Tagger, TrainConfig, evaluate, load_tagger,
-                                      metrics_markdown, save_tagger, train_tagger)
+                           metrics_markdown, save_tagger, train_tagger)
 
 __all__ = [
     "FOUR_STEM_GROUPING",

@@ -22,6 +22,11 @@ import sys
 from pathlib import Path
 
 from mt3x.errors import Mt3xError
+from tagging.examples import InstrumentGrouping, LabelConfig
+from tagging.model import TrainConfig, load_tagger, metrics_markdown
+from tagging.pipeline import (cluster_folder, tag_file, train_on_folder, write_cluster_outputs,
+                              write_tags_csv, write_training_outputs)
+from tagging.plots import timeline_plot
 
 SUBCOMMANDS = ("train", "cluster")
 
@@ -97,9 +102,6 @@ def output_names(paths: list[Path]) -> list[str]:
 
 
 def _run_tag(args: argparse.Namespace) -> int:
-    from tagging.model import load_tagger  # noqa: PLC0415
-    from tagging.pipeline import tag_file, write_tags_csv  # noqa: PLC0415
-
     tagger = load_tagger(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     seconds = tagger.feature_config.snippet_seconds
@@ -109,8 +111,6 @@ def _run_tag(args: argparse.Namespace) -> int:
         csv_path = write_tags_csv(result, args.out / f"{name}.tags.csv", snippet_seconds=seconds)
         print(f"wrote {csv_path}")
         if not args.no_plot:
-            from tagging.plots import timeline_plot  # noqa: PLC0415
-
             png = timeline_plot(result.probabilities, result.decisions, result.instruments,
                                 args.out / f"{name}.timeline.png", snippet_seconds=seconds,
                                 title=f"{path}: instrument activity")
@@ -119,11 +119,6 @@ def _run_tag(args: argparse.Namespace) -> int:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from tagging.examples import InstrumentGrouping, LabelConfig  # noqa: PLC0415
-    from tagging.model import TrainConfig, metrics_markdown  # noqa: PLC0415
-    from tagging.pipeline import (train_on_folder,  # noqa: PLC0415
-                                             write_training_outputs)
-
     if not args.data.is_dir():
         raise Mt3xError(f"{args.data}: data folder not found")
     grouping = InstrumentGrouping.parse(args.grouping)
@@ -147,8 +142,6 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_cluster(args: argparse.Namespace) -> int:
-    from tagging.pipeline import cluster_folder, write_cluster_outputs  # noqa: PLC0415
-
     if not args.data.is_dir():
         raise Mt3xError(f"{args.data}: data folder not found")
     clusters, classes = cluster_folder(args.data, args.split, k=args.k, seed=args.seed,

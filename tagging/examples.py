@@ -35,6 +35,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from mt3x.errors import Mt3xError
 from tagging.features import FeatureConfig, compute_features, feature_names
@@ -410,8 +411,6 @@ def build_examples(tracks: Sequence[Any], *, instruments: Sequence[str] | None =
     instruments = _groups(tracks, grouping) if instruments is None else list(instruments)
     iterator: Iterable[Any] = tracks
     if progress:
-        from tqdm import tqdm  # noqa: PLC0415
-
         iterator = tqdm(tracks, desc="snippets", unit="track")
     parts: list[SnippetExamples] = []
     waiting: list[tuple[SnippetExamples, np.ndarray]] = []

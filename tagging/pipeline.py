@@ -16,14 +16,17 @@ from typing import Any
 
 import numpy as np
 
+from mt3x.audio.io import read_audio, resample
+from mt3x.data.slakh import read_split
 from mt3x.util.files import atomic_path
 from tagging.cluster import TRACK_STAT_NAMES, TrackClusters, cluster_tracks
 from tagging.examples import (InstrumentGrouping, LabelConfig, SnippetExamples,
-                                         build_examples, cut_snippets)
+                              build_examples, cut_snippets)
 from tagging.features import FeatureConfig, compute_features
 from tagging.importance import BandImportance, band_importance, region_summary
 from tagging.model import (METRIC_COLUMNS, Tagger, TrainConfig, evaluate,
-                                      metrics_markdown, save_tagger, train_tagger)
+                           metrics_markdown, save_tagger, train_tagger)
+from tagging.plots import cluster_plot, importance_chart
 
 __all__ = [
     "TagResult",
@@ -61,8 +64,6 @@ def tag_audio(tagger: Tagger, audio: np.ndarray, sample_rate: int) -> TagResult:
     config = tagger.feature_config
     audio = np.asarray(audio, np.float32)
     if sample_rate != config.sample_rate:
-        from mt3x.audio.io import resample  # noqa: PLC0415
-
         audio = np.asarray(resample(audio, sample_rate, config.sample_rate), np.float32)
     snippets = cut_snippets(audio, config.sample_rate, config.snippet_seconds, partial="pad")
     proba, decisions = tagger.predict(compute_features(snippets, config))
@@ -72,8 +73,6 @@ def tag_audio(tagger: Tagger, audio: np.ndarray, sample_rate: int) -> TagResult:
 
 def tag_file(tagger: Tagger, path: str | os.PathLike) -> TagResult:
     """Reads `path` (mono mix-down, resampled) and tags it. Raises AudioError on a bad file."""
-    from mt3x.audio.io import read_audio  # noqa: PLC0415
-
     audio, rate = read_audio(path, sample_rate=tagger.feature_config.sample_rate, mono=True)
     return tag_audio(tagger, audio, rate)
 
@@ -100,8 +99,6 @@ def load_split_examples(root: str | os.PathLike, split: str, *,
                         feature_config: FeatureConfig = FeatureConfig(),
                         progress: bool = False) -> SnippetExamples:
     """Examples of every track of `root/split` (Slakh2100 layout)."""
-    from mt3x.data.slakh import read_split  # noqa: PLC0415
-
     tracks = read_split(root, split)
     return build_examples(tracks, instruments=instruments, grouping=grouping,
                           label_config=label_config, feature_config=feature_config,
@@ -166,8 +163,6 @@ def _write_text(path: Path, text: str) -> None:
 def write_training_outputs(result: TrainResult, out_dir: str | os.PathLike) -> dict[str, Path]:
     """out_dir/model/ (the tagger), metrics.md, metrics.csv, importance.png, importance.csv,
     summary.json. Returns the paths by name."""
-    from tagging.plots import importance_chart  # noqa: PLC0415
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"model": save_tagger(result.tagger, out / "model")}
@@ -210,8 +205,6 @@ def cluster_folder(root: str | os.PathLike, split: str, *, k: int = 4, seed: int
                    feature_config: FeatureConfig = FeatureConfig(),
                    progress: bool = False) -> tuple[TrackClusters, dict[str, list[str]]]:
     """Clusters the tracks of `root/split`; also returns each track's instrument classes."""
-    from mt3x.data.slakh import read_split  # noqa: PLC0415
-
     tracks = read_split(root, split)
     examples = build_examples(tracks, feature_config=feature_config, progress=progress)
     clusters = cluster_tracks(examples, k=k, seed=seed)
@@ -223,8 +216,6 @@ def cluster_folder(root: str | os.PathLike, split: str, *, k: int = 4, seed: int
 def write_cluster_outputs(clusters: TrackClusters, classes: dict[str, list[str]],
                           out_dir: str | os.PathLike) -> dict[str, Path]:
     """out_dir/clusters.csv (track, cluster, PCA x/y, statistics, instruments), clusters.png."""
-    from tagging.plots import cluster_plot  # noqa: PLC0415
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "clusters.csv"

@@ -6,6 +6,7 @@ Both are built at most once per pytest session, whichever test file asks first.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,15 +15,14 @@ import note_seq
 import numpy as np
 
 from mt3x import codec
+from mt3x.runs.config import (DataConfig, EvalConfig, Mt3TrainConfig, ReportConfig,
+                              ScheduleConfig)
+from mt3x.runs.train import train_mt3
+from mt3x.trainer import CheckpointOptions
 
 TINY_TARGET_LENGTH = 192
 TINY_DECODE_LENGTH = 48
 TINY_STEPS = 24
-TINY_TRAIN_KWARGS: dict[str, Any] = dict(
-    batch_size=8, target_length=TINY_TARGET_LENGTH, optimizer="adamw", learning_rate=1e-2,
-    weight_decay=0.0, eval_loss_batches=1, eval_max_files=1, eval_decode_length=TINY_DECODE_LENGTH,
-    save_every_steps=TINY_STEPS, keep_best=1, best_metric="eval/multi_instrument_f1",
-    show_progress=False, tensorboard=False, log_every_steps=8, seed=0)
 
 _CACHE: dict[str, Any] = {}
 
@@ -31,6 +31,22 @@ def tiny_model() -> Any:
     from mt3x.models import Mt3Model
 
     return Mt3Model("tiny", loss_normalization="mean", max_decode_length=TINY_DECODE_LENGTH)
+
+
+def tiny_train_config(workdir: Path, dataset_root: Path, **changes: Any) -> Mt3TrainConfig:
+    """The tiny run's `Mt3TrainConfig` (batch 8, AdamW 1e-2, evaluated and saved at the end,
+    quiet); `changes` replace whole top-level fields (e.g. `evaluation=EvalConfig(...)`)."""
+    config = Mt3TrainConfig(
+        workdir=workdir, model=tiny_model(), seed=0,
+        data=DataConfig(dataset_root=dataset_root, batch_size=8,
+                        target_length=TINY_TARGET_LENGTH),
+        schedule=ScheduleConfig(num_steps=TINY_STEPS, optimizer="adamw", learning_rate=1e-2,
+                                weight_decay=0.0),
+        evaluation=EvalConfig(loss_batches=1, max_files=1, decode_length=TINY_DECODE_LENGTH),
+        checkpoint=CheckpointOptions(save_every_steps=TINY_STEPS, keep_best=1,
+                                     best_metric="eval/multi_instrument_f1", best_mode="max"),
+        report=ReportConfig(log_every_steps=8, show_progress=False, tensorboard=False))
+    return dataclasses.replace(config, **changes)
 
 
 def tiny_dataset(tmp_path_factory) -> Path:
@@ -47,13 +63,9 @@ def tiny_dataset(tmp_path_factory) -> Path:
 def tiny_run(tmp_path_factory) -> tuple[Path, Any]:
     """(workdir, TrainResult) of TINY_STEPS steps of the tiny network, evaluated at the end."""
     if "run" not in _CACHE:
-        from mt3x.runs.mt3 import train_mt3
-
         root = tiny_dataset(tmp_path_factory)
         workdir = tmp_path_factory.mktemp("mt3_tiny_run") / "run"
-        result = train_mt3(workdir=workdir, dataset_root=root, model=tiny_model(),
-                           num_steps=TINY_STEPS, gin_config="# tiny test run\n",
-                           **TINY_TRAIN_KWARGS)
+        result = train_mt3(tiny_train_config(workdir, root), gin_config="# tiny test run\n")
         _CACHE["run"] = (workdir, result)
     return _CACHE["run"]
 

@@ -8,7 +8,7 @@ Kernels (jit-, vmap- and grad-able, batch-first, float32):
   apply_mel, log_mel, safe_log            mel projection (sparse-banded) and log
   mt3_log_mel, mt3_mel_weights            MT3's on-device front end           (mt3x.audio.mt3_frontend)
 MT3's constants and host-side framing, numpy only (mt3x.audio.mt3_config):
-  Mt3SpectrogramConfig, MT3_SPECTROGRAM_CONFIG, mt3_sample_frames, mt3_frame_times
+  Mt3SpectrogramConfig, MT3_SPECTROGRAM_CONFIG, mt3_sample_frames, mt3_frame_times, INPUT_MODES
 I/O (numpy, mt3x.audio.io): read_audio, write_audio, resample, AudioError.
 
 The names are resolved on first use (PEP 562), so `import mt3x.audio.mt3_config` from the
@@ -27,8 +27,8 @@ _HOMES = {
     "mt3x.audio.framing": ("frame", "num_frames", "overlap_add"),
     "mt3x.audio.mel": ("apply_mel", "log_mel", "mel_filterbank_htk", "mel_filterbank_slaney",
                        "safe_log"),
-    "mt3x.audio.mt3_config": ("MT3_SPECTROGRAM_CONFIG", "Mt3SpectrogramConfig", "mt3_frame_times",
-                              "mt3_sample_frames"),
+    "mt3x.audio.mt3_config": ("INPUT_MODES", "MT3_SPECTROGRAM_CONFIG", "Mt3SpectrogramConfig",
+                              "mt3_frame_times", "mt3_sample_frames"),
     "mt3x.audio.mt3_frontend": ("mt3_log_mel", "mt3_mel_weights"),
     "mt3x.audio.spectrum": ("get_window", "istft", "magnitude", "stft", "window_sum_square"),
 }

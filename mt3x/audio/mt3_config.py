@@ -57,6 +57,11 @@ class Mt3SpectrogramConfig:
 
 MT3_SPECTROGRAM_CONFIG = Mt3SpectrogramConfig()
 
+# What an MT3 model and its tasks take as inputs, one name set for tasks, models, checkpoints and
+# gin: 'frames' = raw sample frames f32[..., frames, hop_width] (the model computes the log-mel
+# on device), 'log_mel' = MT3's log-mel spectrogram f32[..., frames, num_mel_bins].
+INPUT_MODES = ("frames", "log_mel")
+
 
 def mt3_sample_frames(audio: np.ndarray,
                       config: Mt3SpectrogramConfig = MT3_SPECTROGRAM_CONFIG) -> np.ndarray:

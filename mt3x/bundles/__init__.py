@@ -8,7 +8,8 @@ and TPU by default).
 - `mt3x.bundles.bundle`: the format (write/read, checks, dtype casts). Imports jax only.
 - `mt3x.bundles.safetensors`: the parameter file (the safetensors layout). numpy only.
 - `mt3x.bundles.mt3_export` (needs the model code) / `mt3x.bundles.mt3_runtime` (does not).
-- `separation.bundle_export` / `separation.bundle_runtime`: the same for separators.
+- `separation.bundle_export` / `separation.bundle_runtime`: the same for separators (mt3x reaches
+  the exporter only through `mt3x.plugins`; it never imports separation).
 
 Nothing is imported here, so loading a runtime never pulls in the model code.
 """

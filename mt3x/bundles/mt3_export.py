@@ -26,9 +26,12 @@ import numpy as np
 from mt3x.bundles.bundle import (DEFAULT_PLATFORMS, cast_params, export_function, param_specs,
                                  upcast_params, write_bundle)
 from mt3x.bundles.mt3_runtime import MT3_KIND, codec_description
-from mt3x.transcription.inference import HOP_WIDTH, SAMPLE_RATE, load_model_and_params, model_spec
+from mt3x.audio.mt3_config import MT3_SPECTROGRAM_CONFIG
 from mt3x.models.decoding import EOS_ID, cached_greedy_decode
 from mt3x.models.network import Transformer, init_decoder_cache
+from mt3x.trainer import Partitioner
+from mt3x.transcription.checkpoint import load_model_and_params, model_spec
+from mt3x.transcription.segments import segment_frames
 
 
 def mt3_functions(model: Any, params: Any, *, frames_per_segment: int,
@@ -56,7 +59,8 @@ def mt3_functions(model: Any, params: Any, *, frames_per_segment: int,
                              method=Transformer.decode_step)
 
     specs = param_specs(params)
-    frames = jax.ShapeDtypeStruct((batch, frames_per_segment, HOP_WIDTH), np.float32)
+    frames = jax.ShapeDtypeStruct((batch, frames_per_segment, MT3_SPECTROGRAM_CONFIG.hop_width),
+                                  np.float32)
     lengths = jax.ShapeDtypeStruct((batch,), np.int32)
     exported_encoder = export_function(encoder, (specs, frames, lengths), platforms)
     cross_kv = jax.tree.unflatten(exported_encoder.out_tree, exported_encoder.out_avals)
@@ -82,16 +86,13 @@ def export_mt3_bundle(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
       out: the bundle folder (written atomically; must not exist unless `overwrite`).
       dtype: stored parameter dtype, 'float32' or 'bfloat16' (half the size; the functions
         compute in float32 from the rounded weights).
-      step, model, vocab: see `mt3x.transcription.inference.load_model_and_params`.
+      step, model, vocab: see `mt3x.transcription.checkpoint.load_model_and_params`.
       max_decode_length: tokens per segment of `decoder` (default: the model's).
       platforms: lowering platforms.
 
     Raises:
       TranscriptionError / CheckpointError (bad checkpoint), BundleError (bad dtype, out exists).
     """
-    from mt3x.transcription.inference import segment_frames
-    from mt3x.trainer import Partitioner
-
     model, params, vocab, step = load_model_and_params(
         checkpoint, model=model, vocab=vocab, step=step, max_decode_length=max_decode_length,
         partitioner=Partitioner(devices=jax.devices()[:1]))
@@ -103,7 +104,8 @@ def export_mt3_bundle(checkpoint: str | os.PathLike, out: str | os.PathLike, *,
     config = {
         "model": model_spec(model, vocab),
         "codec": codec_description(vocab),
-        "audio": {"sample_rate": SAMPLE_RATE, "hop_width": HOP_WIDTH,
+        "audio": {"sample_rate": MT3_SPECTROGRAM_CONFIG.sample_rate,
+                  "hop_width": MT3_SPECTROGRAM_CONFIG.hop_width,
                   "frames_per_segment": frames_per_segment},
         "decoding": {"max_decode_length": model.max_decode_length, "eos_id": EOS_ID,
                      "pad_id": 0},

@@ -4,12 +4,13 @@
     >>> result = transcriber.transcribe(audio)              # f32[samples] @ 16 kHz
     >>> transcribe_files(['a.flac'], transcriber=transcriber, out_dir='out')
 
-Imports jax (to run the exported StableHLO), numpy, the codec (numpy) and `mt3x.transcription.inference`'s
-audio/MIDI helpers, never `mt3x.models` or `mt3x.trainer` (tested in a fresh process that blocks
-them). Segments of all files are decoded in fixed-size batches (the last one zero-padded) so the
-exported encoder+decoder compile once per process; each batch is split over this process's
-devices (data parallel: the single-device StableHLO is partitioned by XLA, parameters
-replicated), giving the same tokens as one device.
+Imports jax (to run the exported StableHLO), numpy, the codec (numpy) and the model-free
+transcription modules (`segments`, `batching`, `notes`), never `mt3x.models`, `mt3x.trainer` or
+`mt3x.transcription.checkpoint` (tests/transcription/test_runtime_imports.py; the bundle CLI runs
+in a fresh process that blocks them). Segments of all files are decoded in fixed-size batches
+(the last one zero-padded) so the exported encoder+decoder compile once per process; each batch
+is split over this process's devices (data parallel: the single-device StableHLO is partitioned
+by XLA, parameters replicated), giving the same tokens as one device.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import jax
 import numpy as np
 
 from mt3x.bundles.bundle import BundleError, read_bundle
-from mt3x.transcription.inference import Transcription, decode_in_batches, transcribe_waveforms
+from mt3x import codec
+from mt3x.transcription.batching import decode_in_batches
+from mt3x.transcription.notes import Transcription, transcribe_waveforms
 
 MT3_KIND = "mt3"
 
@@ -32,8 +35,6 @@ MT3_KIND = "mt3"
 def codec_description(vocab: str) -> dict[str, Any]:
     """What fixes a vocabulary's token ids (JSON-normalised); stored in the bundle and compared
     with this installation's codec when the bundle is loaded."""
-    from mt3x import codec
-
     config = codec.get_config(vocab)
     description = {
         "name": config.name, "vocab": dataclasses.asdict(config.vocab),

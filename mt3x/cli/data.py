@@ -4,7 +4,9 @@
 mt3x-data build --preset demo --out data/demo [--seed 0] [--jobs 2]
 mt3x-data build --preset chorales --out data/chorales --jobs 8 --reverb random --noise-snr 20,40
 mt3x-data build --midi-dir my_midis/ --recipe source --out data/mine
-mt3x-data info data/demo            # tracks, hours, instruments per split
+mt3x-data build --preset synth-slakh --hours 10 --out data/synth --jobs 2   # train on this
+mt3x-data build --preset ood-eval --out data/ood --jobs 2                   # evaluate on this
+mt3x-data info data/demo            # tracks, hours, soundfonts, classes, programs, tempi, notes/s
 mt3x-data check data/demo           # reads every file; exit 1 when something is broken
 ```
 """
@@ -18,7 +20,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pretty_midi
+import yaml
 
+from mt3x.data.presets import PRESETS
 from mt3x.errors import Mt3xError
 
 
@@ -47,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="render a synthetic dataset in Slakh2100's layout")
-    b.add_argument("--preset", choices=["demo", "chorales"], default="demo")
+    b.add_argument("--preset", choices=sorted(PRESETS), default="demo")
+    b.add_argument("--hours", type=float, help="synth-slakh / ood-eval: hours of audio (30-s tracks)")
     b.add_argument("--out", required=True, type=Path, help="dataset root")
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--jobs", type=int, default=1, help="worker processes")
@@ -55,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--overwrite", action="store_true", help="replace a build of another configuration")
     b.add_argument("--no-progress", action="store_true")
     b.add_argument("--soundfont", help=".sf2/.sf3 path (default: TimGM6mb.sf2 from pretty_midi)")
+    b.add_argument("--soundfonts", type=_strings,
+                   help="one drawn per stem: names (timgm6mb, fluidr3mono, musescore, gmbank) or paths")
     b.add_argument("--renderer", choices=["auto", "fluidsynth", "tinysoundfont"])
     b.add_argument("--sample-rate", type=int, help="Hz (16000 for MT3, 44100 like Slakh)")
     b.add_argument("--audio-format", choices=["flac", "wav"])
@@ -65,7 +73,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--max-pieces", type=int)
     b.add_argument("--modes", type=_strings, help="same-piece,random-mix,unison (cycled per mix)")
     b.add_argument("--mixes-per-piece", type=int)
-    b.add_argument("--recipe", choices=["fixed", "pool", "classes", "source"])
+    b.add_argument("--recipe", choices=["fixed", "pool", "classes", "source", "slakh"])
+    b.add_argument("--program-set", choices=["train", "ood", "all"], help="slakh recipe: programs to draw")
+    b.add_argument("--generated-pieces", type=int, help="pieces from the procedural generator")
+    b.add_argument("--drums-probability", type=float, help="share of drum-less tracks given a groove")
     b.add_argument("--programs", type=_ints, help="fixed recipe: GM programs by part, e.g. 0,48,24,33")
     b.add_argument("--pool", type=_ints, help="pool recipe: GM programs to draw from")
     b.add_argument("--classes", type=_strings, help="classes recipe: Slakh class names to draw from")
@@ -88,7 +99,9 @@ def _config_from_args(args):
     overrides: dict = {}
     simple = {"soundfont": "soundfont", "renderer": "renderer", "sample_rate": "sample_rate",
               "audio_format": "audio_format", "composer": "composer", "max_pieces": "max_pieces",
-              "mixes_per_piece": "mixes_per_piece", "drums_every": "drums_every", "modes": "modes"}
+              "mixes_per_piece": "mixes_per_piece", "drums_every": "drums_every", "modes": "modes",
+              "soundfonts": "soundfonts", "generated_pieces": "generated_pieces",
+              "drums_probability": "drums_probability"}
     for arg, field in simple.items():
         if getattr(args, arg) is not None:
             overrides[field] = getattr(args, arg)
@@ -104,10 +117,14 @@ def _config_from_args(args):
         overrides.setdefault("max_pieces", None)
         if args.preset == "demo":
             overrides["split_counts"] = None
-    config = preset_config(args.preset, seed=args.seed, **overrides)
+    if args.soundfont is not None and args.soundfonts is None:
+        overrides["soundfonts"] = ()
+    config = preset_config(args.preset, seed=args.seed, hours=args.hours, **overrides)
     recipe = config.recipe
     if args.recipe is not None:
         recipe = dataclasses.replace(recipe, kind=args.recipe)
+    if args.program_set is not None:
+        recipe = dataclasses.replace(recipe, program_set=args.program_set)
     for arg in ("programs", "pool", "classes"):
         if getattr(args, arg) is not None:
             recipe = dataclasses.replace(recipe, **{arg: getattr(args, arg)})
@@ -141,22 +158,66 @@ def _info(root: Path) -> int:
         if not dirs:
             continue
         found = True
-        seconds, stems, classes, rates = 0.0, 0, collections.Counter(), set()
+        seconds, stems, rates = 0.0, 0, set()
+        classes, fonts, programs = collections.Counter(), collections.Counter(), collections.Counter()
+        tempi, densities = [], []
         for d in dirs:
             track = read_track(d)
             info = audio_info(track.mix_path)
-            seconds += info.frames / info.samplerate
+            length = info.frames / info.samplerate
+            seconds += length
             rates.add(info.samplerate)
             stems += len(track.stems)
             classes.update(s.inst_class for s in track.stems)
-        top = ", ".join(f"{c} {n}" for c, n in classes.most_common(8))
+            programs.update("drums" if s.is_drum else s.program for s in track.stems)
+            tempo, notes, stem_fonts = _track_facts(d)
+            fonts.update(stem_fonts)
+            if tempo is not None:
+                tempi.append(tempo)
+            if notes is not None and length > 0:
+                densities.append(notes / length)
         print(f"{split}: {len(dirs)} tracks, {seconds / 3600:.3f} h, {stems} stems, "
-              f"sample rate {sorted(rates)} Hz; classes: {top}")
+              f"sample rate {sorted(rates)} Hz")
+        print(f"  soundfonts ({len(fonts)}): {_top(fonts, 6)}")
+        print(f"  classes ({len(classes)}): {_top(classes, 17)}")
+        print(f"  programs ({len(programs)} distinct): {_top(programs, 10)}")
+        if tempi:
+            print(f"  tempo: {min(tempi):.0f}-{max(tempi):.0f} bpm, median {np.median(tempi):.0f}")
+        if densities:
+            print(f"  note density: {np.mean(densities):.1f} notes/s per track "
+                  f"(min {min(densities):.1f}, max {max(densities):.1f})")
     if not found:
         raise Mt3xError(f"{root}: no Slakh2100-layout splits ({', '.join(SPLIT_NAMES)}) with Track* folders")
     size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     print(f"size on disk: {size / 2**20:.1f} MiB")
     return 0
+
+
+def _top(counter: collections.Counter, count: int) -> str:
+    items = counter.most_common()
+    text = ", ".join(f"{key} {n}" for key, n in items[:count])
+    return text + (f", ... ({len(items) - count} more)" if len(items) > count else "")
+
+
+def _track_facts(track_dir: Path) -> tuple[float | None, int | None, list[str]]:
+    """(tempo bpm, notes in all_src.mid, plugin_name per stem) of a track; None where unknown.
+
+    The tempo is metadata `tempo_bpm` (synthetic builds), else all_src.mid's first tempo."""
+    metadata = yaml.safe_load((track_dir / "metadata.yaml").read_text()) or {}
+    fonts = [str(s.get("plugin_name", "?")) for s in (metadata.get("stems") or {}).values()
+             if isinstance(s, dict)]
+    tempo, notes = metadata.get("tempo_bpm"), None
+    midi_path = track_dir / "all_src.mid"
+    if midi_path.is_file():
+        try:
+            midi = pretty_midi.PrettyMIDI(str(midi_path))
+        except Exception as err:  # malformed MIDI: say which file
+            raise Mt3xError(f"{midi_path}: MIDI file does not parse ({type(err).__name__}: {err})") from err
+        notes = sum(len(inst.notes) for inst in midi.instruments)
+        if tempo is None:
+            _, tempi = midi.get_tempo_changes()
+            tempo = float(tempi[0]) if len(tempi) else None
+    return (float(tempo) if tempo is not None else None), notes, fonts
 
 
 def _check(root: Path) -> int:

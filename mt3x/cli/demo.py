@@ -12,9 +12,14 @@ Stages (each writes under --out; `--stages` picks some):
               then from the bundle transcribe one held-out test mixture to multi-track MIDI + a
               piano roll marking false positives / negatives against its reference, and render
               each transcribed instrument through the soundfont (`transcription/`);
-  separate    train both separators briefly (least-squares-initialised context DNN, conv U-Net),
-              score them on the test split next to the mixture and ideal-mask rows, and write
-              listenable stems of a test mixture (`separation/`).
+  separate    (a stage the separation package adds through `mt3x.plugins`) train both
+              separators briefly (least-squares-initialised context DNN, conv U-Net), score them
+              on the test split next to the mixture and ideal-mask rows, and write listenable
+              stems of a test mixture (`separation/`).
+
+Plugin stages run after mt3x's own, in the order plugins registered them. `--stages all` (the
+default) runs every stage whose package is installed (a missing plugin stage is skipped with a
+note); naming a stage whose package is not installed prints `error: ...` and exits 2.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mt3x.errors import Mt3xError
+from mt3x.plugins import KNOWN_DEMO_STAGES, DemoContext, DemoStage, Registry, installed_registry
 
 
 def synth_demo_signal(sample_rate: int = 16000, seconds: float = 4.0, seed: int = 0) -> np.ndarray:
@@ -101,7 +107,20 @@ def run_kernels_demo(out_dir: Path, seed: int = 0) -> dict[str, float]:
             "log_mel_seconds_incl_compile": mel_seconds}
 
 
-STAGES = ("kernels", "data", "train", "evaluate", "transcribe", "separate")
+STAGES = ("kernels", "data", "train", "evaluate", "transcribe")     # mt3x's own; plugins add more
+
+
+def demo_train_bindings(data_root: Path, workdir: Path, seed: int,
+                        steps: int | None) -> list[str]:
+    """Gin bindings on top of configs/experiments/demo_cpu.gin for the demo's run: the data and
+    work directories, the seed and, with `steps`, a shorter run evaluated and saved halfway."""
+    bindings = [f"DATASET_ROOT = {str(data_root)!r}", f"MODEL_DIR = {str(workdir)!r}",
+                f"SEED = {int(seed)}"]
+    if steps is not None:
+        every = max(1, steps // 2)
+        bindings += [f"TRAIN_STEPS = {int(steps)}", f"EVAL_EVERY_STEPS = {every}",
+                     f"SAVE_EVERY_STEPS = {every}"]
+    return bindings
 
 
 def run_mt3_demo(out: Path, *, stages: set[str], seed: int, steps: int | None) -> None:
@@ -116,19 +135,20 @@ def run_mt3_demo(out: Path, *, stages: set[str], seed: int, steps: int | None) -
         build_demo(data_root, seed=seed, jobs=2)
         print(f"[demo] data: demo dataset in {data_root} ({time.perf_counter() - t0:.0f} s)")
     if "train" in stages:
-        from mt3x.runs.mt3 import demo_cpu_settings, train_mt3
+        # The demo's settings have one home, configs/experiments/demo_cpu.gin, read through gin
+        # as `launch/train.py` reads it (gin at the edges; this CLI is one).
+        from mt3x.runs.gin_registry import load_train_config
+        from mt3x.runs.train import train_mt3
 
-        settings = demo_cpu_settings()
-        if steps is not None:
-            settings["num_steps"] = steps
-            settings["eval_every_steps"] = settings["save_every_steps"] = max(1, steps // 2)
+        config, gin_text = load_train_config(["experiments/demo_cpu.gin"],
+                                             demo_train_bindings(data_root, workdir, seed, steps))
         t0 = time.perf_counter()
-        result = train_mt3(workdir=workdir, dataset_root=data_root, seed=seed, **settings)
+        result = train_mt3(config, gin_config=gin_text)
         print(f"[demo] train: step {result.step} in {time.perf_counter() - t0:.0f} s; "
               f"checkpoints, TensorBoard and loss_curve.png in {workdir}")
     if "evaluate" in stages:
         from mt3x.transcription.metrics import format_table
-        from mt3x.runs.mt3 import evaluate_mt3
+        from mt3x.runs.evaluate import evaluate_mt3
 
         scores = evaluate_mt3(checkpoint=workdir, dataset_root=data_root, split="test",
                               output_dir=out / "eval", write_midi=True)
@@ -137,7 +157,7 @@ def run_mt3_demo(out: Path, *, stages: set[str], seed: int, steps: int | None) -
     if "transcribe" in stages:
         from mt3x.bundles.mt3_export import export_mt3_bundle
         from mt3x.bundles.mt3_runtime import BundleTranscriber
-        from mt3x.transcription.inference import transcribe_files
+        from mt3x.transcription.files import transcribe_files
 
         t0 = time.perf_counter()
         bundle = export_mt3_bundle(workdir, out / "bundle", overwrite=True)
@@ -154,38 +174,61 @@ def run_mt3_demo(out: Path, *, stages: set[str], seed: int, steps: int | None) -
             print(f"[demo] transcribe: {track.mix_path} -> {item.midi_path} "
                   f"({item.num_notes} notes, {item.num_instruments} instruments), "
                   f"piano roll {item.pianoroll_path}, {stems}")
-    if "separate" in stages:
-        # The separation package builds on mt3x (never the reverse); the demo is an entry point.
-        from separation.experiment import ExperimentConfig, run_experiment
-
-        t0 = time.perf_counter()
-        summary = run_experiment(data_root, out / "separation",
-                                 ExperimentConfig(instruments="4stem", seed=seed))
-        print(f"[demo] separate: trained and scored in {time.perf_counter() - t0:.0f} s; "
-              f"stems under {out / 'separation' / 'stems'}")
-        print(summary["table"])
 
 
-def main(argv: list[str] | None = None) -> int:
+def plugin_stages(stages: set[str], registry: Registry, *, everything: bool
+                  ) -> tuple[list[DemoStage], list[str]]:
+    """The registered plugin stages to run (registration order) among `stages` (all of them when
+    `everything`), and notes on known plugin stages skipped because their package is missing.
+
+    Raises PluginError (an Mt3xError) when a named stage's package is not installed.
+    """
+    if everything:
+        notes = [f"[demo] {known.name}: skipped ({registry.missing(known.package)})"
+                 for known in KNOWN_DEMO_STAGES if known.name not in registry.demo_stages]
+        return list(registry.demo_stages.values()), notes
+    named = stages - set(STAGES)
+    for name in sorted(named):
+        registry.demo_stage(name)             # raises naming the package that is not installed
+    return [stage for stage in registry.demo_stages.values() if stage.name in named], []
+
+
+def main(argv: list[str] | None = None, registry: Registry | None = None) -> int:
+    """`mt3x-demo`; `registry` (default: the installed plugins) provides the plugin stages."""
     parser = argparse.ArgumentParser(prog="mt3x-demo", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--stages", default=",".join(STAGES),
-                        help=f"comma-separated subset of {','.join(STAGES)}")
+    known = [k.name for k in KNOWN_DEMO_STAGES]
+    plugged = ", ".join(f"{k.name} with {k.package} installed" for k in KNOWN_DEMO_STAGES)
+    parser.add_argument("--stages", default="all",
+                        help=f"'all' or a comma-separated subset of {','.join(STAGES)} and the "
+                             f"stages plugins add ({plugged})")
     parser.add_argument("--steps", type=int, default=None,
                         help="training steps (default: configs/experiments/demo_cpu.gin's)")
     args = parser.parse_args(argv)
     stages = {s.strip() for s in args.stages.split(",") if s.strip()}
-    unknown = stages - set(STAGES)
+    everything = stages == {"all"}
+    registry = installed_registry() if registry is None else registry
+    available = list(dict.fromkeys([*STAGES, *registry.demo_stages, *known]))
+    unknown = set() if everything else stages - set(available)
     if unknown:
-        parser.error(f"unknown stage(s) {sorted(unknown)}; expected some of {list(STAGES)}")
+        parser.error(f"unknown stage(s) {sorted(unknown)}; expected 'all' or some of {available}")
+    if everything:
+        stages = set(STAGES)
     try:
+        extra, notes = plugin_stages(stages, registry, everything=everything)
         if "kernels" in stages:
             figures = run_kernels_demo(args.out, seed=args.seed)
             print(f"[demo] kernels: iSTFT(STFT(x)) max |error| = "
                   f"{figures['istft_max_abs_error']:.2e}; MT3 log-mel of "
                   f"{int(figures['log_mel_frames'])} frames; wrote {args.out / 'spectrogram.png'}")
         run_mt3_demo(args.out, stages=stages, seed=args.seed, steps=args.steps)
+        context = DemoContext(out=args.out, data_root=args.out / "data", seed=args.seed,
+                              steps=args.steps)
+        for stage in extra:
+            stage.run(context)
+        for note in notes:
+            print(note)
     except Mt3xError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,9 +1,9 @@
 """`mt3x-eval-midi ref.mid est.mid [--plot out.png] [--json out.json]`: MT3's metrics for a pair
 of MIDI files.
 
-Both files are read with note_seq, sustain pedal (CC 64) is applied and control changes dropped
-(MT3's references are stored that way), then `mt3x.transcription.metrics.transcription_metrics` is printed as a
-table. Unreadable MIDI -> `error: ...` on stderr and exit code 2.
+Both files are read with `mt3x.data.midi.read_midi_note_sequence`: sustain pedal (CC 64) applied
+and control changes dropped (MT3's references are stored that way), then
+`mt3x.transcription.metrics.transcription_metrics` is printed as a table. Unreadable MIDI -> `error: ...` on stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -15,30 +15,6 @@ import warnings
 from pathlib import Path
 
 from mt3x.errors import Mt3xError
-
-
-class MidiReadError(Mt3xError):
-    """A MIDI file that does not exist or cannot be parsed."""
-
-
-def read_midi_note_sequence(path: str | Path, *, sustain: bool = True):
-    """NoteSequence of a MIDI file (seconds), sustain applied and control changes removed."""
-    import note_seq
-
-    from mt3x.codec.note_events import apply_sustain
-
-    path = Path(path)
-    if not path.is_file():
-        raise MidiReadError(f"{path}: no such MIDI file")
-    try:
-        ns = note_seq.midi_file_to_note_sequence(str(path))
-    except Exception as e:  # note_seq/pretty_midi/mido raise many types on corrupt files
-        raise MidiReadError(f"{path}: not a readable MIDI file ({type(e).__name__}: {e})") from e
-    if sustain:
-        ns = apply_sustain(ns)
-    else:
-        del ns.control_changes[:]
-    return ns
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # note_seq's optional audio deps warn on import
+            # Imported here, not at the top, so `--help` starts without note_seq and metrics.
+            from mt3x.data.midi import read_midi_note_sequence
             from mt3x.transcription import metrics
             from mt3x.util.files import atomic_path
             ref = read_midi_note_sequence(args.ref, sustain=not args.no_sustain)

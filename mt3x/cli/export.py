@@ -4,10 +4,11 @@
     mt3x-export --checkpoint runs/sep/unet --out bundles/unet --dtype bfloat16
     mt3x-export --checkpoint runs/mt3 --out bundles/mt3_cpu --platforms cpu --step 20000
 
-The kind is detected from the directory: one holding `separator.json` is a separator run
-(-> a 'separator' bundle: `separation.bundle_export`); a train_mt3 work directory (holding
-`checkpoints/`), its `checkpoints/` folder or one `checkpoints/<step>` is an MT3 run (-> an 'mt3'
-bundle: `mt3x.bundles.mt3_export`). The bundle (bundle.json, params.safetensors,
+The kind is detected from the directory: first the run kinds that plugins register in
+`mt3x.plugins` (the separation package's: a directory holding `separator.json` is a separator run
+-> a 'separator' bundle; without that package installed such a directory is refused naming it);
+then a train_mt3 work directory (holding `checkpoints/`), its `checkpoints/` folder or one
+`checkpoints/<step>` is an MT3 run (-> an 'mt3' bundle: `mt3x.bundles.mt3_export`). The bundle (bundle.json, params.safetensors,
 <function>.jax_exported) runs with `mt3x-transcribe --bundle` / `mt3x-separate --bundle` without
 the model code. `--dtype bfloat16` halves the parameter file; the functions still compute in
 float32 (from the rounded weights). Prints the bundle's path, kind, parameter count, stored
@@ -23,11 +24,15 @@ import sys
 import time
 from pathlib import Path
 
+from mt3x.bundles.mt3_export import export_mt3_bundle
+from mt3x.bundles.mt3_runtime import MT3_KIND
 from mt3x.errors import Mt3xError
+from mt3x.models import Mt3Model
+from mt3x.plugins import Registry, installed_registry
+from mt3x.transcription.checkpoint import resolve_checkpoint
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SEPARATOR_FILE = "separator.json"
 MT3_ONLY_OPTIONS = ("max_decode_length", "vocab", "model_config")
 
 
@@ -53,28 +58,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def detect_kind(checkpoint: Path) -> str:
-    """'separator' (separator.json present) or 'mt3' (a train_mt3 checkpoint path).
+def detect_kind(checkpoint: Path, registry: Registry | None = None) -> str:
+    """A plugin's run kind ('separator': its marker file is present) or 'mt3' (a train_mt3
+    checkpoint path); `registry` defaults to the installed plugins.
 
-    Raises Mt3xError naming the path when it is neither.
+    Raises Mt3xError naming the path when it is neither, or when it is the run of a known kind
+    whose package is not installed.
     """
+    registry = installed_registry() if registry is None else registry
     path = checkpoint.absolute()
+    markers = " or ".join(registry.markers())
     if not path.exists():
         raise Mt3xError(f"checkpoint {path} does not exist")
     if not path.is_dir():
-        raise Mt3xError(f"checkpoint {path} is a file; expected a separator run directory "
-                        f"(holding {SEPARATOR_FILE}) or a train_mt3 work directory (holding "
-                        "checkpoints/)")
-    if (path / SEPARATOR_FILE).is_file():
-        return "separator"
-    from mt3x.transcription.inference import resolve_checkpoint
-
+        raise Mt3xError(f"checkpoint {path} is a file; expected a run directory holding "
+                        f"{markers} or a train_mt3 work directory (holding checkpoints/)")
+    exporter = registry.exporter_for(path)
+    if exporter is not None:
+        return exporter.kind
     try:
         resolve_checkpoint(path)
     except Mt3xError:
-        raise Mt3xError(f"{path} is not a checkpoint: it holds no {SEPARATOR_FILE} (separator "
-                        "run directory) and no checkpoints/ (train_mt3 work directory)") from None
-    return "mt3"
+        raise Mt3xError(f"{path} is not a checkpoint: it holds no {markers} (a plugin's run "
+                        "directory, e.g. a separator's) and no checkpoints/ (train_mt3 work "
+                        "directory)") from None
+    return MT3_KIND
 
 
 def _platforms(value: str) -> tuple[str, ...]:
@@ -86,26 +94,21 @@ def _platforms(value: str) -> tuple[str, ...]:
     return platforms
 
 
-def export(args: argparse.Namespace) -> Path:
+def export(args: argparse.Namespace, registry: Registry | None = None) -> Path:
     """Writes the bundle described by parsed arguments; returns its folder."""
-    kind = detect_kind(args.checkpoint)
+    registry = installed_registry() if registry is None else registry
+    kind = detect_kind(args.checkpoint, registry)
     platforms = _platforms(args.platforms)
-    if kind == "separator":
+    if kind != MT3_KIND:
         given = [f"--{name}" for name in MT3_ONLY_OPTIONS if getattr(args, name) is not None]
         if given:
             raise Mt3xError(f"{' '.join(given)} apply to MT3 checkpoints only; "
-                            f"{args.checkpoint} is a separator run directory")
-        from separation.bundle_export import export_separator_bundle
-
-        return export_separator_bundle(args.checkpoint, args.out, dtype=args.dtype,
-                                       step=args.step, platforms=platforms,
-                                       overwrite=args.overwrite)
-    from mt3x.bundles.mt3_export import export_mt3_bundle
-
+                            f"{args.checkpoint} is a {kind} run directory")
+        return registry.bundle_exporters[kind].export(
+            args.checkpoint, args.out, dtype=args.dtype, step=args.step, platforms=platforms,
+            overwrite=args.overwrite)
     model = None
     if args.model_config:
-        from mt3x.models import Mt3Model
-
         model = Mt3Model(args.model_config)
     return export_mt3_bundle(args.checkpoint, args.out, dtype=args.dtype, step=args.step,
                              model=model, vocab=args.vocab,

@@ -7,7 +7,7 @@ metrics are printed. With `--stems`, each transcribed instrument is rendered thr
 to `<out>/<name>/<instrument>.wav` (plus `mix.wav`), as long as the input.
 
 The model comes from a checkpoint, a work directory written by `launch/train.py` /
-`mt3x.runs.mt3.train_mt3` (or its `checkpoints/` or `checkpoints/<step>` folder), or from an
+`mt3x.runs.train.train_mt3` (or its `checkpoints/` or `checkpoints/<step>` folder), or from an
 inference bundle written by `mt3x-export` (`--bundle`: runs the exported StableHLO without
 importing the model code). Bad input (a missing, partial or foreign checkpoint or bundle;
 unreadable, too short or silent audio; a soundfont without a transcribed program) prints
@@ -23,7 +23,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mt3x.bundles.mt3_runtime import BundleTranscriber
+from mt3x.data.midi import read_midi_note_sequence
+from mt3x.data.render import check_soundfont
 from mt3x.errors import Mt3xError
+from mt3x.transcription.files import WaveformTranscriber, transcribe_files
+from mt3x.transcription.metrics import format_table, transcription_metrics
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -69,19 +74,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mt3x.transcription.inference import transcribe_files
-
     references = None
     if args.reference is not None:
-        from mt3x.cli.eval_midi import read_midi_note_sequence
-
         if len(args.reference) != len(args.audio):
             raise Mt3xError(f"--reference: got {len(args.reference)} MIDI files for "
                             f"{len(args.audio)} audio files; give one per audio file")
         references = [read_midi_note_sequence(p) for p in args.reference]
     if args.stems:
-        from mt3x.data.render import check_soundfont
-
         check_soundfont(args.soundfont)  # fail before transcribing, naming the file
     start = time.perf_counter()
     transcriber = _load_bundle(args) if args.bundle else _load_checkpoint(args)
@@ -115,22 +114,21 @@ def _run(args: argparse.Namespace) -> int:
     return 2 if failures else 0
 
 
-def _load_checkpoint(args: argparse.Namespace) -> Any:
-    from mt3x.transcription.inference import load_transcriber
+def _load_checkpoint(args: argparse.Namespace) -> WaveformTranscriber:
+    """A checkpoint's Transcriber (model, params restored on all devices)."""
+    # Imported here, for --checkpoint only: the checkpoint side pulls in the model code, the
+    # trainer and Orbax, which a --bundle run must not load (its promise, tested in a fresh
+    # process) and which take seconds to import.
+    from mt3x.models import Mt3Model
+    from mt3x.transcription.decoder import load_transcriber
 
-    model = None
-    if args.model_config:
-        from mt3x.models import Mt3Model
-
-        model = Mt3Model(args.model_config)
+    model = Mt3Model(args.model_config) if args.model_config else None
     return load_transcriber(args.checkpoint, model=model, vocab=args.vocab, step=args.step,
                             batch_size=args.batch_size, max_decode_length=args.max_decode_length)
 
 
-def _load_bundle(args: argparse.Namespace) -> Any:
+def _load_bundle(args: argparse.Namespace) -> BundleTranscriber:
     """A BundleTranscriber; checkpoint-only options are refused (they are fixed at export)."""
-    from mt3x.bundles.mt3_runtime import BundleTranscriber
-
     given = [f"--{name}" for name in ("step", "max_decode_length", "model_config", "vocab")
              if getattr(args, name) is not None]
     if given:
@@ -139,10 +137,8 @@ def _load_bundle(args: argparse.Namespace) -> Any:
     return BundleTranscriber(args.bundle, batch_size=args.batch_size)
 
 
-def _print_scores(reference, midi_path: Path) -> None:
-    from mt3x.cli.eval_midi import read_midi_note_sequence
-    from mt3x.transcription.metrics import format_table, transcription_metrics
-
+def _print_scores(reference: Any, midi_path: Path) -> None:
+    """Prints MT3's metrics of the written MIDI against the reference NoteSequence."""
     estimate = read_midi_note_sequence(midi_path)
     print(format_table(transcription_metrics(reference, estimate)))
 

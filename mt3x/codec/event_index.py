@@ -17,13 +17,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from mt3x.audio.mt3_config import MT3_SPECTROGRAM_CONFIG
 from mt3x.codec.codec import Codec, CodecError, Event
 
-DEFAULT_SAMPLE_RATE = 16000
-DEFAULT_HOP_WIDTH = 128  # samples per audio frame (MT3 "inputs" token)
 
-
-def num_audio_frames(num_samples: int, hop_width: int = DEFAULT_HOP_WIDTH) -> int:
+def num_audio_frames(num_samples: int,
+                     hop_width: int = MT3_SPECTROGRAM_CONFIG.hop_width) -> int:
     """Frames MT3 makes of `num_samples` samples: it always pads with `hop - n % hop` zeros
     (a whole extra frame when `n` is a multiple of the hop)."""
     if num_samples < 0:
@@ -31,8 +30,8 @@ def num_audio_frames(num_samples: int, hop_width: int = DEFAULT_HOP_WIDTH) -> in
     return (num_samples + hop_width - num_samples % hop_width) // hop_width
 
 
-def audio_frame_times(num_samples: int, sample_rate: int = DEFAULT_SAMPLE_RATE,
-                      hop_width: int = DEFAULT_HOP_WIDTH) -> np.ndarray:
+def audio_frame_times(num_samples: int, sample_rate: int = MT3_SPECTROGRAM_CONFIG.sample_rate,
+                      hop_width: int = MT3_SPECTROGRAM_CONFIG.hop_width) -> np.ndarray:
     """float64[num_frames] start time (s) of each 128-sample frame, as MT3's `_audio_to_frames`."""
     frames_per_second = sample_rate / hop_width
     return np.arange(num_audio_frames(num_samples, hop_width)) / frames_per_second

@@ -23,9 +23,9 @@ import dataclasses
 import note_seq
 import numpy as np
 
+from mt3x.audio.mt3_config import MT3_SPECTROGRAM_CONFIG
 from mt3x.codec.codec import CodecError
-from mt3x.codec.event_index import (DEFAULT_HOP_WIDTH, DEFAULT_SAMPLE_RATE, IndexedEvents,
-                                    audio_frame_times, encode_and_index_events,
+from mt3x.codec.event_index import (IndexedEvents, audio_frame_times, encode_and_index_events,
                                     extract_target_sequence, num_audio_frames, step_floor)
 from mt3x.codec.note_events import (NoteEncodingState, note_encoding_state_to_events,
                                     note_event_data_to_events, note_sequence_to_onsets,
@@ -111,8 +111,8 @@ def note_sequence_to_segments(
     num_samples: int | None = None,
     segment_frames: int | None = None,
     is_training: bool = False,
-    sample_rate: int = DEFAULT_SAMPLE_RATE,
-    hop_width: int = DEFAULT_HOP_WIDTH,
+    sample_rate: int = MT3_SPECTROGRAM_CONFIG.sample_rate,
+    hop_width: int = MT3_SPECTROGRAM_CONFIG.hop_width,
     sustain: bool = True,
     source: str | None = None,
 ) -> list[Segment]:

@@ -6,6 +6,9 @@
   convolved with every stem, output cut to the stem's length.
 - Additive white Gaussian noise at a signal-to-noise ratio (dB) measured against each stem's power.
 - Per-stem gain in dB.
+- Per-stem variation: a random equaliser (a high-pass, a low-pass and a peaking band, each
+  optional, drawn per stem) and, with `stem_ir_probability`, a room of the stem's own (a 'random'
+  IR with its own wet level) instead of the track's.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ class Augmentation:
       wet: level of the reverberant part relative to the direct sound (linear, 0..1].
       noise_snr_db: None, or (low, high) dB; each stem gets noise at an SNR drawn uniformly.
       gain_db: None, or (low, high) dB; each stem's gain is drawn uniformly.
+      eq: draw a random equaliser per stem (see `random_eq`).
+      stem_ir_probability: chance (per stem) of a stem-specific 'random' IR (wet 0.1-0.6).
     """
 
     ir: str | None = None
@@ -40,10 +45,14 @@ class Augmentation:
     wet: float = 0.5
     noise_snr_db: tuple[float, float] | None = None
     gain_db: tuple[float, float] | None = None
+    eq: bool = False
+    stem_ir_probability: float = 0.0
 
     def __post_init__(self) -> None:
         if self.ir is not None and self.ir not in IR_KINDS:
             raise Mt3xError(f"augmentation ir: expected one of {IR_KINDS} or None, got {self.ir!r}")
+        if not 0.0 <= self.stem_ir_probability <= 1.0:
+            raise Mt3xError(f"augmentation stem_ir_probability: expected 0..1, got {self.stem_ir_probability}")
         if not 0.0 <= self.ir_probability <= 1.0:
             raise Mt3xError(f"augmentation ir_probability: expected 0..1, got {self.ir_probability}")
         for field in ("noise_snr_db", "gain_db"):
@@ -53,7 +62,8 @@ class Augmentation:
 
     @property
     def active(self) -> bool:
-        return self.ir is not None or self.noise_snr_db is not None or self.gain_db is not None
+        return (self.ir is not None or self.noise_snr_db is not None or self.gain_db is not None
+                or self.eq or self.stem_ir_probability > 0.0)
 
 
 def synthetic_ir(kind: str, sample_rate: int, rng: np.random.Generator, *, wet: float = 0.5
@@ -94,6 +104,49 @@ def convolve(audio: np.ndarray, ir: np.ndarray) -> np.ndarray:
     return out[: audio.shape[0]].astype(np.float32)
 
 
+def _biquad(kind: str, freq: float, sample_rate: int, q: float = 0.707, gain_db: float = 0.0
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """RBJ cookbook biquad (b, a) for 'highpass', 'lowpass' or 'peak' at `freq` Hz."""
+    w0 = 2.0 * math.pi * freq / sample_rate
+    alpha = math.sin(w0) / (2.0 * q)
+    cos = math.cos(w0)
+    if kind == "peak":
+        amp = 10.0 ** (gain_db / 40.0)
+        b = [1 + alpha * amp, -2 * cos, 1 - alpha * amp]
+        a = [1 + alpha / amp, -2 * cos, 1 - alpha / amp]
+    elif kind == "lowpass":
+        b = [(1 - cos) / 2, 1 - cos, (1 - cos) / 2]
+        a = [1 + alpha, -2 * cos, 1 - alpha]
+    else:
+        b = [(1 + cos) / 2, -(1 + cos), (1 + cos) / 2]
+        a = [1 + alpha, -2 * cos, 1 - alpha]
+    return np.asarray(b) / a[0], np.asarray(a) / a[0]
+
+
+def random_eq(audio: np.ndarray, sample_rate: int, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """A seeded equaliser on `f32[samples]`: high-pass 20-300 Hz (p 0.5), low-pass from 2 kHz to
+    0.45 of the sample rate (p 0.5), a peaking band 100 Hz-5 kHz of -9..+9 dB, Q 0.5-3 (p 0.7).
+
+    Returns (f32[samples], info for metadata)."""
+    info: dict = {}
+    out = np.asarray(audio, np.float64)
+    nyquist = sample_rate / 2.0
+    if rng.uniform() < 0.5:
+        info["highpass_hz"] = round(float(np.exp(rng.uniform(np.log(20.0), np.log(300.0)))), 1)
+        out = scipy_signal.lfilter(*_biquad("highpass", info["highpass_hz"], sample_rate), out)
+    if rng.uniform() < 0.5:
+        high = 0.45 * sample_rate
+        info["lowpass_hz"] = round(float(np.exp(rng.uniform(np.log(min(2000.0, high)), np.log(high)))), 1)
+        out = scipy_signal.lfilter(*_biquad("lowpass", info["lowpass_hz"], sample_rate), out)
+    if rng.uniform() < 0.7:
+        freq = float(np.exp(rng.uniform(np.log(100.0), np.log(min(5000.0, 0.4 * nyquist * 2)))))
+        info["peak_hz"], info["peak_db"] = round(freq, 1), round(float(rng.uniform(-9.0, 9.0)), 2)
+        info["peak_q"] = round(float(rng.uniform(0.5, 3.0)), 3)
+        out = scipy_signal.lfilter(*_biquad("peak", info["peak_hz"], sample_rate, info["peak_q"],
+                                            info["peak_db"]), out)
+    return out.astype(np.float32), info
+
+
 def add_white_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
     """Adds white Gaussian noise so that 10 log10(P_signal / P_noise) = snr_db; silence is kept."""
     power = float(np.mean(np.asarray(audio, np.float64) ** 2))
@@ -112,7 +165,7 @@ def augment_stems(
 ) -> tuple[list[np.ndarray], dict, list[dict]]:
     """Applies `augmentation` to a track's stems (`f32[samples]` each) with one seed.
 
-    Order per stem: room IR, gain, noise. Returns (stems, track_info, per_stem_info) where the
+    Order per stem: equaliser, room IR (the stem's own or the track's), gain, noise. Returns (stems, track_info, per_stem_info) where the
     infos are plain dicts for metadata.yaml.
     """
     rng = np.random.default_rng(seed)
@@ -126,7 +179,12 @@ def augment_stems(
     for stem in stems:
         info: dict = {}
         audio = np.asarray(stem, np.float32)
-        if ir is not None:
+        if augmentation.eq:
+            audio, info["eq"] = random_eq(audio, sample_rate, rng)
+        if augmentation.stem_ir_probability > 0.0 and rng.uniform() < augmentation.stem_ir_probability:
+            stem_ir, info["ir"] = synthetic_ir("random", sample_rate, rng, wet=float(rng.uniform(0.1, 0.6)))
+            audio = convolve(audio, stem_ir)
+        elif ir is not None:
             audio = convolve(audio, ir)
         if augmentation.gain_db is not None:
             info["gain_db"] = round(float(rng.uniform(*augmentation.gain_db)), 3)

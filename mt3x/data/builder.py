@@ -31,7 +31,9 @@ import pretty_midi
 import yaml
 
 from mt3x.audio.io import quantize_pcm16, write_audio
+from mt3x.data import generator as generator_lib
 from mt3x.data import render as render_lib
+from mt3x.data import soundfonts as soundfonts_lib
 from mt3x.data import sources
 from mt3x.data.augment import augment_stems
 from mt3x.data.loudness import integrated_loudness
@@ -104,7 +106,6 @@ def render_track(plan: TrackPlan, config: BuildConfig, track_dir: Path) -> float
       Mt3xError (RenderError, BuildError, AudioError): the track cannot be made.
     """
     sr = config.sample_rate
-    soundfont = render_lib.check_soundfont(config.soundfont)
     backend = render_lib.resolve_backend(config.renderer)
     if not plan.stems:
         raise BuildError(f"{plan.track_id}: no stem has notes")
@@ -119,7 +120,7 @@ def render_track(plan: TrackPlan, config: BuildConfig, track_dir: Path) -> float
         (track_dir / "MIDI" / f"{name}.mid").write_bytes(midi)
         (reread,) = _reread(midi)
         audio.append(render_lib.render_instrument(reread, num_samples=num_samples, sample_rate=sr,
-                                                  soundfont=soundfont, backend=backend))
+                                                  soundfont=stem.soundfont or None, backend=backend))
     (track_dir / "all_src.mid").write_bytes(_midi_bytes(s.instrument for s in plan.stems))
 
     if config.normalize_loudness:
@@ -155,7 +156,7 @@ def render_track(plan: TrackPlan, config: BuildConfig, track_dir: Path) -> float
             "is_drum": bool(stem.is_drum),
             "midi_program_name": _program_name(stem),
             "midi_saved": True,
-            "plugin_name": soundfont.name,
+            "plugin_name": _soundfont_name(stem.soundfont),
             "program_num": int(stem.program),
             "source_piece": stem.source_piece,
             "source_part": stem.source_part,
@@ -178,7 +179,8 @@ def render_track(plan: TrackPlan, config: BuildConfig, track_dir: Path) -> float
         "mode": plan.mode,
         "augmentation": aug_track if config.augmentation.active else None,
         "renderer": backend,
-        "soundfont": soundfont.name,
+        "soundfont": ", ".join(sorted({_soundfont_name(s.soundfont) for s in plan.stems})),
+        "tempo_bpm": float(plan.tempo_bpm),
         "sample_rate": int(sr),
         "seed": int(plan.seed),
         "build_seed": int(config.seed),
@@ -192,6 +194,10 @@ def _round(value: float) -> float:
     return float(value) if not np.isfinite(value) else float(round(float(value), 6))
 
 
+def _soundfont_name(path: str) -> str:
+    return soundfonts_lib.describe(path or render_lib.default_soundfont())
+
+
 def _program_name(stem) -> str:
     from mt3x.data.instruments import program_name
     return program_name(stem.program, stem.is_drum)
@@ -199,9 +205,13 @@ def _program_name(stem) -> str:
 
 # ----------------------------------------------------------------------------- workers
 
-def _load_worker(args: tuple[str, str | None]) -> tuple[str, sources.Piece | None, str | None]:
-    piece_id, midi_dir = args
+def _load_worker(args: tuple[str, str | None, generator_lib.GeneratorConfig]
+                 ) -> tuple[str, sources.Piece | None, str | None]:
+    piece_id, midi_dir, generator_config = args
     try:
+        scheme, _, name = piece_id.partition(":")
+        if scheme == "generated":
+            return piece_id, generator_lib.generate_piece(int(name), generator_config), None
         return piece_id, sources.load_piece(piece_id, midi_dir=midi_dir), None
     except Mt3xError as err:
         return piece_id, None, str(err)
@@ -242,12 +252,20 @@ def _map(func, items: list, jobs: int, desc: str, progress: bool):
 # ----------------------------------------------------------------------------- the build
 
 def list_pieces(config: BuildConfig) -> list[str]:
-    """Piece ids the configuration's source offers (before part-count filtering)."""
+    """Piece ids the configuration's source offers (before part-count filtering), then the
+    generated pieces (`generated:<seed>`)."""
     if config.source == "midi-dir":
         ids = sources.list_midi_dir(config.midi_dir)
-    else:
+    elif config.source == "music21":
         ids = sources.list_music21_corpus(composer=config.composer, collection=config.collection)
-    return ids[: config.max_pieces] if config.max_pieces else ids
+    else:
+        ids = []
+    if config.max_pieces and config.sample_pieces and len(ids) > config.max_pieces:
+        keep = np.random.default_rng([config.seed, 0x5A3]).choice(len(ids), config.max_pieces, replace=False)
+        ids = [ids[int(k)] for k in sorted(keep)]
+    elif config.max_pieces:
+        ids = ids[: config.max_pieces]
+    return ids + [f"generated:{generator_lib.piece_seed(config.seed, i)}" for i in range(config.generated_pieces)]
 
 
 def _check_manifest(root: Path, config: BuildConfig, overwrite: bool) -> None:
@@ -298,16 +316,21 @@ def build(
     if on_error not in ("skip", "fail"):
         raise BuildError(f"on_error: expected 'skip' or 'fail', got {on_error!r}")
     started = time.perf_counter()
-    render_lib.check_soundfont(config.soundfont)
-    render_lib.resolve_backend(config.renderer)
+    backend = render_lib.resolve_backend(config.renderer)
+    if config.soundfonts:
+        soundfont_paths = [str(p) for p in soundfonts_lib.usable(config.soundfonts, backend)]
+    else:
+        soundfont_paths = [str(render_lib.check_soundfont(config.soundfont))]
     root = Path(out_dir)
     report = BuildReport(out_dir=root)
     piece_ids = list_pieces(config)
     pieces: dict[str, sources.Piece] = {}
-    items = [(pid, config.midi_dir) for pid in piece_ids]
+    items = [(pid, config.midi_dir, config.generator) for pid in piece_ids]
     for piece_id, piece, error in _map(_load_worker, items, jobs, "load pieces", progress):
         if piece is not None and config.num_parts is not None and len(piece.parts) != config.num_parts:
             continue  # filtered out, not an error
+        if piece is not None and config.min_parts is not None and len(piece.parts) < config.min_parts:
+            continue
         if error is not None:
             if on_error == "fail":
                 raise BuildError(f"{error} (use --on-error skip to skip bad pieces)")
@@ -318,7 +341,7 @@ def build(
         raise BuildError(f"no usable pieces: {len(piece_ids)} listed, none loaded with "
                          f"num_parts={config.num_parts}; skipped: {report.skipped_pieces}")
     pieces = dict(sorted(pieces.items()))
-    plans = plan_tracks(pieces, config)
+    plans = plan_tracks(pieces, config, soundfont_paths)
     _check_manifest(root, config, overwrite)
     items = [(plan, config, str(root)) for plan in plans]
     try:

@@ -6,7 +6,9 @@ A recipe decides, for every part of a track, which GM program (and drum flag) re
 - `pool`: each part draws a program from `pool` with the track's seed;
 - `classes`: each part draws one of MT3's Slakh classes (`SLAKH_CLASS_PROGRAMS`), rendered with that
   class's program;
-- `source`: keep the program (and drum flag) the source MIDI gives the part.
+- `source`: keep the program (and drum flag) the source MIDI gives the part;
+- `slakh`: Slakh2100-style draws (a class by Slakh's class frequencies, a program of it from the
+  `program_set`, an octave transposition into the program's range): see mt3x.data.programs.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ GM_FAMILIES: tuple[str, ...] = (
 )
 DRUMS_CLASS = "Drums"
 
-RECIPES = ("fixed", "pool", "classes", "source")
+RECIPES = ("fixed", "pool", "classes", "source", "slakh")
+PROGRAM_SET_NAMES = ("train", "ood", "all")
 
 
 def inst_class(program: int, is_drum: bool) -> str:
@@ -82,6 +85,7 @@ class Recipe:
       pool: `pool` programs to draw from.
       classes: `classes` names (keys of SLAKH_CLASS_PROGRAMS) to draw from.
       distinct: draws within a track avoid repeating an instrument while the pool allows.
+      program_set: `slakh` programs and drum kits ('train', 'ood' or 'all'; mt3x.data.programs).
     """
 
     kind: str = "fixed"
@@ -89,6 +93,7 @@ class Recipe:
     pool: tuple[int, ...] = (0, 4, 24, 26, 32, 33, 40, 42, 48, 56, 68, 71, 73)
     classes: tuple[str, ...] = tuple(SLAKH_CLASS_PROGRAMS)
     distinct: bool = True
+    program_set: str = "train"
 
     def __post_init__(self) -> None:
         if self.kind not in RECIPES:
@@ -99,6 +104,8 @@ class Recipe:
         if unknown:
             raise Mt3xError(f"recipe classes: unknown Slakh classes {unknown}; "
                             f"expected names from {sorted(SLAKH_CLASS_PROGRAMS)}")
+        if self.program_set not in PROGRAM_SET_NAMES:
+            raise Mt3xError(f"recipe program_set: expected one of {PROGRAM_SET_NAMES}, got {self.program_set!r}")
         if self.kind == "fixed" and not self.programs:
             raise Mt3xError("recipe fixed: needs at least one program")
 
@@ -125,8 +132,8 @@ class Recipe:
     def _draw(self, count: int, rng: np.random.Generator) -> list[InstrumentChoice]:
         if self.kind == "fixed":
             return [_by_program(self.programs[i % len(self.programs)]) for i in range(count)]
-        if self.kind == "source":
-            return [_by_program(0)] * count  # unused
+        if self.kind in ("source", "slakh"):
+            return [_by_program(0)] * count  # unused (slakh draws in mt3x.data.programs)
         options = list(self.pool) if self.kind == "pool" else list(self.classes)
         replace = not self.distinct or count > len(options)
         picks = rng.choice(len(options), size=count, replace=replace) if count else []

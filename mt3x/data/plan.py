@@ -20,13 +20,19 @@ from typing import Sequence
 import numpy as np
 import pretty_midi
 
+from mt3x.data import generator as generator_lib
 from mt3x.data import instruments as instruments_lib
+from mt3x.data import programs as programs_lib
 from mt3x.data import sources
 from mt3x.data.augment import Augmentation
 from mt3x.errors import Mt3xError
 
 MODES = ("same-piece", "random-mix", "unison")
 SPLITS = ("train", "validation", "test")
+SOURCES = ("music21", "midi-dir", "none")
+PURPOSES = ("training", "evaluation")
+# music21 composers a training build may draw on; the others are reserved for evaluation.
+TRAINING_COMPOSERS = ("bach",)
 
 
 class BuildError(Mt3xError):
@@ -37,13 +43,18 @@ class BuildError(Mt3xError):
 class BuildConfig:
     """Everything that determines a synthetic Slakh build (with `seed`, the output bytes).
 
-    Attributes (sources): source 'music21' (composer / collection filter) or 'midi-dir'
-      (`midi_dir`); num_parts keeps pieces with exactly that many parts (None: any); max_pieces
-      keeps the first pieces after listing.
+    Attributes (sources): source 'music21' (composer(s), comma-separated, / collection filter),
+      'midi-dir' (`midi_dir`) or 'none'; num_parts keeps pieces with exactly that many parts (None:
+      any), min_parts those with at least that many; max_pieces keeps the first pieces after
+      listing (a seeded sample when sample_pieces); generated_pieces adds that many pieces from
+      the procedural generator (`generator` settings). purpose 'training' refuses music21 composers
+      other than Bach (reserved for evaluation).
     Attributes (tracks): modes are cycled over the `mixes_per_piece` mixes of each piece;
       segment_seconds crops tracks (None: whole piece); tail_seconds of release after the music;
-      drums_every > 0 adds a generated drum part to every n-th track (0-based index % n == 0).
-    Attributes (sound): sample_rate Hz; soundfont path (None: TimGM6mb); renderer backend;
+      drums_every > 0 adds a generated drum part to every n-th track (0-based index % n == 0);
+      drums_probability adds a generated groove to that share of the tracks that have no drums.
+    Attributes (sound): sample_rate Hz; soundfont path (None: TimGM6mb); soundfonts, when given,
+      names (see mt3x.data.soundfonts) or paths, one drawn per stem; renderer backend;
       normalize_loudness to normalization_factor LUFS per stem before augmentation; target_peak_db
       for the one overall gain; audio_format 'flac' or 'wav'.
     Attributes (splits): split_counts gives pieces per split (train, validation, test); otherwise
@@ -55,7 +66,12 @@ class BuildConfig:
     collection: str | None = "chorales"
     midi_dir: str | None = None
     num_parts: int | None = 4
+    min_parts: int | None = None
     max_pieces: int | None = None
+    sample_pieces: bool = False
+    generated_pieces: int = 0
+    generator: generator_lib.GeneratorConfig = generator_lib.GeneratorConfig()
+    purpose: str = "training"
     modes: tuple[str, ...] = ("same-piece",)
     mixes_per_piece: int = 1
     recipe: instruments_lib.Recipe = instruments_lib.Recipe()
@@ -65,9 +81,11 @@ class BuildConfig:
     unison_programs: tuple[int, int] = (0, 24)
     unison_transpose: int = -24
     drums_every: int = 0
+    drums_probability: float = 0.0
     augmentation: Augmentation = Augmentation()
     sample_rate: int = 16000
     soundfont: str | None = None
+    soundfonts: tuple[str, ...] = ()
     renderer: str = "auto"
     normalize_loudness: bool = True
     normalization_factor: float = -13.0
@@ -78,10 +96,23 @@ class BuildConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.source not in ("music21", "midi-dir"):
-            raise BuildError(f"source: expected 'music21' or 'midi-dir', got {self.source!r}")
+        if self.source not in SOURCES:
+            raise BuildError(f"source: expected one of {SOURCES}, got {self.source!r}")
         if self.source == "midi-dir" and not self.midi_dir:
             raise BuildError("source midi-dir: --midi-dir is required")
+        if self.purpose not in PURPOSES:
+            raise BuildError(f"purpose: expected one of {PURPOSES}, got {self.purpose!r}")
+        if self.purpose == "training" and self.source == "music21":
+            reserved = [c for c in composers(self.composer) if c not in TRAINING_COMPOSERS]
+            if reserved or self.composer is None:
+                raise BuildError(f"composer: {self.composer!r} is reserved for evaluation (training builds "
+                                 f"draw only on {TRAINING_COMPOSERS} from music21's corpus; see --preset ood-eval)")
+        if self.source == "none" and self.generated_pieces < 1:
+            raise BuildError("source none: expected generated_pieces >= 1")
+        if self.generated_pieces < 0:
+            raise BuildError(f"generated_pieces: expected >= 0, got {self.generated_pieces}")
+        if not 0.0 <= self.drums_probability <= 1.0:
+            raise BuildError(f"drums_probability: expected 0..1, got {self.drums_probability}")
         bad = [m for m in self.modes if m not in MODES]
         if bad or not self.modes:
             raise BuildError(f"modes: expected a non-empty list from {MODES}, got {list(self.modes)}")
@@ -107,6 +138,11 @@ class BuildConfig:
         return _plain(out)
 
 
+def composers(text: str | None) -> list[str]:
+    """'mozart, haydn' -> ['mozart', 'haydn'] (lower case); None -> []."""
+    return [c.strip().lower() for c in (text or "").split(",") if c.strip()]
+
+
 def _plain(value):
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
@@ -128,6 +164,7 @@ class StemPlan:
     source_piece: str
     source_part: str
     transpose: int = 0
+    soundfont: str = ""
 
 
 @dataclasses.dataclass
@@ -141,6 +178,7 @@ class TrackPlan:
     seed: int
     length_seconds: float
     stems: list[StemPlan]
+    tempo_bpm: float = 120.0
 
     @property
     def source_pieces(self) -> list[str]:
@@ -185,11 +223,14 @@ def _stem(inst: pretty_midi.Instrument, choice: instruments_lib.InstrumentChoice
     return StemPlan(inst, choice.program, choice.is_drum, choice.inst_class, piece, part, transpose)
 
 
-def plan_tracks(pieces: dict[str, sources.Piece], config: BuildConfig) -> list[TrackPlan]:
+def plan_tracks(pieces: dict[str, sources.Piece], config: BuildConfig,
+                soundfonts: Sequence[str] = ()) -> list[TrackPlan]:
     """Plans every track of a build from loaded pieces (already filtered).
 
     Track ids are numbered from 1 across splits (train first, then validation, test), Slakh-style.
+    Each stem gets a soundfont path drawn from `soundfonts` (default: `config.soundfont`).
     """
+    soundfonts = [str(s) for s in soundfonts] or [str(config.soundfont or "")]
     splits = split_pieces(list(pieces), config)
     plans: list[TrackPlan] = []
     for split in SPLITS:
@@ -203,11 +244,48 @@ def plan_tracks(pieces: dict[str, sources.Piece], config: BuildConfig) -> list[T
                     drums = sources.drum_part(length, pieces[piece_id].tempo_bpm, rng)
                     choice = instruments_lib.InstrumentChoice(0, True, instruments_lib.DRUMS_CLASS)
                     stems.append(_stem(drums.instrument, choice, "generated:drums", "Drums"))
+                if config.drums_probability and not any(s.is_drum for s in stems) \
+                        and rng.uniform() < config.drums_probability:
+                    stems.append(_groove(length, pieces[piece_id].tempo_bpm, config, rng))
                 stems = [s for s in stems if s.instrument.notes]
+                for stem in stems:  # no draw with one soundfont: older builds keep their bytes
+                    stem.soundfont = soundfonts[int(rng.integers(len(soundfonts)))] if len(soundfonts) > 1 \
+                        else soundfonts[0]
                 plans.append(TrackPlan(index=index, track_id=f"Track{index + 1:05d}", split=split,
                                        mode=mode, seed=int(rng.integers(2**31)),
-                                       length_seconds=round(length, 4), stems=stems))
+                                       length_seconds=round(length, 4), stems=stems,
+                                       tempo_bpm=round(float(pieces[piece_id].tempo_bpm), 2)))
     return plans
+
+
+def _groove(length: float, tempo_bpm: float, config: BuildConfig, rng: np.random.Generator) -> StemPlan:
+    """A generated 4/4 drum groove, its kit drawn like any drum part of the recipe."""
+    inst = generator_lib.drum_groove(length, min(max(float(tempo_bpm), 60.0), 200.0), (4, 4), rng)
+    if config.recipe.kind == "slakh":
+        ((choice, _),) = programs_lib.choose_programs([programs_lib.PartInfo(0, True, 0, 0)], rng,
+                                                      set_name=config.recipe.program_set)
+    else:
+        choice = instruments_lib.InstrumentChoice(0, True, instruments_lib.DRUMS_CLASS)
+    return _stem(inst, choice, "generated:drums", "Drums")
+
+
+def _assign(picked: list[tuple[pretty_midi.Instrument, str, str]], config: BuildConfig,
+            rng: np.random.Generator) -> list[StemPlan]:
+    """Instruments for (instrument, part name, piece id) triples by the config's recipe; the
+    `slakh` recipe also transposes parts by octaves into their program's range."""
+    if config.recipe.kind != "slakh":
+        choices = config.recipe.choose([(int(i.program), bool(i.is_drum)) for i, _, _ in picked], rng)
+        return [_stem(inst, choice, pid, name) for (inst, name, pid), choice in zip(picked, choices)]
+    infos = []
+    for inst, _, _ in picked:
+        pitches = [n.pitch for n in inst.notes] or [60]
+        infos.append(programs_lib.PartInfo(int(inst.program), bool(inst.is_drum), min(pitches), max(pitches)))
+    drawn = programs_lib.choose_programs(infos, rng, set_name=config.recipe.program_set)
+    stems = []
+    for (inst, name, pid), (choice, shift) in zip(picked, drawn):
+        inst = sources.transpose_instrument(inst, shift) if shift else inst
+        stems.append(_stem(inst, choice, pid, name, shift))
+    return stems
 
 
 def _plan_stems(mode: str, piece: sources.Piece, pieces: dict[str, sources.Piece],
@@ -215,10 +293,9 @@ def _plan_stems(mode: str, piece: sources.Piece, pieces: dict[str, sources.Piece
                 ) -> tuple[list[StemPlan], float]:
     if mode == "same-piece":
         start, end = _window(piece, config.segment_seconds, rng)
-        choices = config.recipe.choose(sources.source_programs(piece.parts), rng)
-        stems = [_stem(sources.crop_instrument(part.instrument, start, end), choice, piece.piece_id, part.name)
-                 for part, choice in zip(piece.parts, choices)]
-        return stems, end - start
+        picked = [(sources.crop_instrument(part.instrument, start, end), part.name, piece.piece_id)
+                  for part in piece.parts]
+        return _assign(picked, config, rng), end - start
     if mode == "unison":
         start, end = _window(piece, config.segment_seconds, rng)
         pitched = [p for p in piece.parts if not p.instrument.is_drum]
@@ -248,7 +325,4 @@ def _plan_stems(mode: str, piece: sources.Piece, pieces: dict[str, sources.Piece
         if end - start < length:
             inst = sources.loop_instrument(inst, end - start, length)
         picked.append((inst, part, pid))
-    choices = config.recipe.choose([(int(p.instrument.program), bool(p.instrument.is_drum))
-                                    for _, p, _ in picked], rng)
-    stems = [_stem(inst, choice, pid, part.name) for (inst, part, pid), choice in zip(picked, choices)]
-    return stems, length
+    return _assign([(inst, part.name, pid) for inst, part, pid in picked], config, rng), length

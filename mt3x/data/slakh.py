@@ -7,7 +7,8 @@ ROOT/{train,validation,test,omitted}/TrackXXXXX/
 Paths are built from folder names, never from metadata (one real metadata file carries absolute
 paths of its authoring machine). Stems with `audio_rendered: false` have no audio (loading them
 raises) but their notes are available on request. Program and drum flag come from the metadata,
-not the MIDI file.
+not the MIDI file; `track_note_sequence` is the one builder of a track's NoteSequence (MT3's
+training semantics: Slakh-class programs, sustain pedal applied).
 """
 
 from __future__ import annotations
@@ -16,14 +17,18 @@ import dataclasses
 import os
 from pathlib import Path
 
+import note_seq
 import numpy as np
 import yaml
 
-from mt3x.audio.io import read_audio
+from mt3x.audio.io import audio_info, read_audio
+from mt3x.data.instruments import SLAKH_CLASS_PROGRAMS
+from mt3x.data.midi import read_midi_note_sequence
 from mt3x.errors import Mt3xError
 
 AUDIO_SUFFIXES = (".flac", ".wav")
 SPLIT_NAMES = ("train", "validation", "test", "omitted")
+PROGRAM_SOURCES = ("slakh_class", "midi")
 
 
 class DatasetError(Mt3xError):
@@ -86,59 +91,91 @@ class SlakhTrack:
 
     def sample_rate(self) -> int:
         """The mixture file's sample rate in Hz."""
-        from mt3x.audio.io import audio_info
-
         return int(audio_info(self.mix_path).samplerate)
 
-    def stem_note_sequence(self, name: str):
-        """The stem's notes as a `note_seq.NoteSequence` (program/is_drum from metadata)."""
+    def stem_note_sequence(self, name: str, *, sustain: bool = True) -> note_seq.NoteSequence:
+        """One stem's notes (`mt3x.data.midi.read_midi_note_sequence`), program and drum flag
+        from metadata (`SlakhStem.program`, `is_drum`), instrument 0, sustain pedal applied unless
+        `sustain=False`; no control changes."""
         stem = self.stem(name)
         if stem.midi_path is None:
             raise DatasetError(f"{self.path}: stem {name} has no MIDI file MIDI/{name}.mid")
-        return _read_stem_midi(stem, instrument=0)
+        return _stem_notes(stem, stem.program, stem.is_drum, instrument=0, sustain=sustain)
 
-    def note_sequence(self, *, include_unrendered: bool = False):
-        """All stems' notes in one NoteSequence; instrument = stem index.
-
-        Stems whose audio was not rendered are left out unless `include_unrendered`; stems without
-        a MIDI file are left out.
-        """
-        note_seq = _note_seq()
-        merged = note_seq.NoteSequence(ticks_per_quarter=220)
-        for index, stem in enumerate(self.stems):
-            if stem.midi_path is None or not (stem.audio_rendered or include_unrendered):
-                continue
-            part = _read_stem_midi(stem, instrument=index)
-            merged.notes.extend(part.notes)
-            merged.total_time = max(merged.total_time, part.total_time)
-        if not merged.tempos:
-            merged.tempos.add(qpm=120.0)
-        return merged
+    def note_sequence(self, *, program_source: str = "slakh_class", sustain: bool = True,
+                      include_unrendered: bool = False) -> note_seq.NoteSequence:
+        """All stems' notes in one NoteSequence: `track_note_sequence(self, ...)`."""
+        return track_note_sequence(self, program_source=program_source, sustain=sustain,
+                                   include_unrendered=include_unrendered)
 
 
-def _note_seq():
-    import warnings
+def stem_program(stem: SlakhStem, program_source: str = "slakh_class") -> tuple[int, bool]:
+    """(program, is_drum) of a stem.
 
-    with warnings.catch_warnings():  # note_seq imports pydub, which warns about a missing ffmpeg
-        warnings.simplefilter("ignore")
-        import note_seq
-    return note_seq
+    Args:
+      program_source: 'slakh_class' (MT3's Slakh tokenizer: the stem's `inst_class` mapped by
+        `SLAKH_CLASS_PROGRAMS`, 'Drums' -> drum track with program 0; a class missing from the
+        map falls back to the metadata program, where MT3 would raise) or 'midi' (the stem's own
+        metadata `program_num` and `is_drum`).
+    """
+    if program_source not in PROGRAM_SOURCES:
+        raise DatasetError(f"program_source {program_source!r}; expected one of "
+                           f"{PROGRAM_SOURCES}")
+    if program_source == "midi":
+        return int(stem.program), bool(stem.is_drum)
+    if stem.is_drum or stem.inst_class == "Drums":
+        return 0, True
+    if stem.inst_class in SLAKH_CLASS_PROGRAMS:
+        return SLAKH_CLASS_PROGRAMS[stem.inst_class], False
+    return int(stem.program), False
 
 
-def _read_stem_midi(stem: SlakhStem, instrument: int):
-    note_seq = _note_seq()
+def track_note_sequence(track: SlakhTrack, *, program_source: str = "slakh_class",
+                        sustain: bool = True, include_unrendered: bool = False
+                        ) -> note_seq.NoteSequence:
+    """THE NoteSequence of a Slakh-layout track: training targets, evaluation references and
+    every `track.note_sequence()` come from here.
 
-    try:
-        sequence = note_seq.midi_file_to_note_sequence(str(stem.midi_path))
-    except Exception as err:
-        raise DatasetError(f"{stem.midi_path}: MIDI file does not parse ({type(err).__name__}: {err})") from err
+    Each stem's MIDI file is read with `mt3x.data.midi.read_midi_note_sequence`, the sustain
+    pedal applied per stem (as MT3's Slakh tokenizer does; `sustain=False` keeps the raw note
+    ends), and its notes copied with the stem's `stem_program(stem, program_source)`; pitch bends
+    and control changes are dropped. Notes keep their stem's index in `track.stems` as
+    `instrument` (one instrument per stem, as MT3's `add_track_to_notesequence`).
+
+    Args:
+      program_source: 'slakh_class' (default, MT3's training programs) or 'midi' (metadata).
+      sustain: apply the sustain pedal (default, as training does).
+      include_unrendered: also take stems with `audio_rendered: false` (their notes are not in
+        the mix, so training and evaluation leave them out). Stems without MIDI are skipped.
+
+    Returns:
+      NoteSequence (seconds, ticks_per_quarter 220, one 120 qpm tempo), `id` = track id,
+      `total_time` = the last note end.
+    """
+    merged = note_seq.NoteSequence(ticks_per_quarter=220)
+    merged.tempos.add(qpm=120.0)
+    for index, stem in enumerate(track.stems):
+        if stem.midi_path is None or not (stem.audio_rendered or include_unrendered):
+            continue
+        program, is_drum = stem_program(stem, program_source)
+        part = _stem_notes(stem, program, is_drum, instrument=index, sustain=sustain)
+        merged.notes.extend(part.notes)
+        merged.total_time = max(merged.total_time, part.total_time)
+    merged.id = str(track.track_id)
+    return merged
+
+
+def _stem_notes(stem: SlakhStem, program: int, is_drum: bool, *, instrument: int,
+                sustain: bool) -> note_seq.NoteSequence:
+    """The notes of a stem's MIDI file with the given program, drum flag and instrument."""
+    sequence = read_midi_note_sequence(stem.midi_path, sustain=sustain)
     out = note_seq.NoteSequence(ticks_per_quarter=sequence.ticks_per_quarter)
     out.tempos.add(qpm=120.0)
     for note in sequence.notes:
         new = out.notes.add()
         new.CopyFrom(note)
-        new.program = stem.program
-        new.is_drum = stem.is_drum
+        new.program = program
+        new.is_drum = is_drum
         new.instrument = instrument
     out.total_time = max((n.end_time for n in out.notes), default=0.0)
     return out

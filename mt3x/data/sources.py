@@ -101,7 +101,8 @@ def list_music21_corpus(
     """Piece ids (`music21:<corpus path>`) from music21's bundled corpus, sorted.
 
     Args:
-      composer: corpus composer folder ('bach', 'beethoven', 'mozart', ...), or None for all.
+      composer: corpus composer folder ('bach', 'beethoven', 'mozart', ...), several
+        comma-separated ('mozart,haydn'), or None for all.
       collection: 'chorales' restricts to the Bach chorales (about 370 files; about 340 with four
         parts), or None.
       limit: keep the first `limit` ids.
@@ -116,7 +117,8 @@ def list_music21_corpus(
     elif collection is not None:
         raise MidiError(f"collection: expected 'chorales' or None, got {collection!r}")
     else:
-        paths = corpus.getComposer(composer) if composer else corpus.getCorePaths()
+        names = [c.strip() for c in (composer or "").split(",") if c.strip()]
+        paths = [p for name in names for p in corpus.getComposer(name)] if names else corpus.getCorePaths()
         base = Path(corpus.__file__).parent
         ids = sorted({f"music21:{_corpus_relative(Path(p), base)}" for p in paths})
     return ids[:limit] if limit else ids

@@ -1,7 +1,8 @@
 """A tensorflow-datasets builder that turns a Slakh2100-layout folder into TFRecords.
 
 Each example: `audio` (float32[samples], the mix at 16 kHz), `sequence` (a serialized
-`note_seq.NoteSequence` of every rendered stem, programs and drum flags from metadata),
+`note_seq.NoteSequence` of every rendered stem: `mt3x.data.slakh.track_note_sequence`, the same
+notes training and evaluation use),
 `track_id` and `split`. Splits are the folder's split folders that hold tracks.
 
 ```
@@ -19,9 +20,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mt3x.audio.mt3_config import MT3_SPECTROGRAM_CONFIG
 from mt3x.data.slakh import SPLIT_NAMES, DatasetError, list_track_dirs, read_track
-
-SAMPLE_RATE = 16000
 
 
 class SlakhLayout(tfds.core.GeneratorBasedBuilder):
@@ -56,7 +56,7 @@ class SlakhLayout(tfds.core.GeneratorBasedBuilder):
             track = read_track(track_dir)
             sequence = track.note_sequence()
             yield f"{split}/{track.track_id}", {
-                "audio": track.load_mix(sample_rate=SAMPLE_RATE),
+                "audio": track.load_mix(sample_rate=MT3_SPECTROGRAM_CONFIG.sample_rate),
                 "sequence": sequence.SerializeToString(),
                 "track_id": track.track_id,
                 "split": split,

@@ -3,7 +3,7 @@
 ```
 T5Config, get_config(name, **overrides), CONFIGS  # mt3, ismir2021, base, small_cpu, tiny
 Transformer(config)                                # the network; MT3's parameter tree
-Mt3Model(config, inputs='audio', z_loss=1e-4, label_smoothing=0., loss_normalization='sum',
+Mt3Model(config, inputs='frames', z_loss=1e-4, label_smoothing=0., loss_normalization='sum',
          max_decode_length=1024, decoder='cached', logical_axis_rules=None)
     .init(rng, batch) -> boxed params
     .loss(params, batch, rng) -> (loss, metrics)

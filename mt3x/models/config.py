@@ -14,6 +14,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from mt3x.errors import Mt3xError
+from mt3x.models.layers import ATTENTION_IMPLS
 
 _ACTIVATION_DTYPES = ("float32", "bfloat16")
 
@@ -41,8 +42,13 @@ class T5Config:
         branch.
       input_depth: width of one encoder input frame (512 mel bins).
       max_length: rows of the fixed sinusoid position table (longest encoder/decoder sequence).
-      float32_attention_logits: compute q.k and softmax in float32 even for bfloat16
-        activations (MT3: False).
+      float32_attention_logits: compute q.k in float32 even for bfloat16 activations (MT3:
+        False; the softmax runs in float32 either way).
+      attention_impl: 'reference' (default: einsum + softmax, MT3's numerics, bit-identical in
+        float32), 'xla' (`jax.nn.dot_product_attention`, XLA), 'cudnn' (its cuDNN fused kernel;
+        GPU and bfloat16 only) or 'auto' ('cudnn' on a GPU backend with bfloat16 activations,
+        else 'reference'). The fused implementations ('xla', 'cudnn') apply no dropout to the
+        attention weights; embedding, residual and MLP dropout are unchanged.
     """
 
     vocab_size: int = 1536
@@ -58,6 +64,7 @@ class T5Config:
     input_depth: int = 512
     max_length: int = 2048
     float32_attention_logits: bool = False
+    attention_impl: str = "reference"
 
     def __post_init__(self) -> None:
         if self.dtype not in _ACTIVATION_DTYPES:
@@ -68,6 +75,14 @@ class T5Config:
             if int(getattr(self, field)) <= 0:
                 raise ModelConfigError(
                     f"T5Config.{field}: expected a positive integer, got {getattr(self, field)!r}")
+        if self.attention_impl not in ATTENTION_IMPLS:
+            raise ModelConfigError(
+                f"T5Config.attention_impl: expected one of {ATTENTION_IMPLS}, "
+                f"got {self.attention_impl!r}")
+        if self.attention_impl == "cudnn" and self.dtype != "bfloat16":
+            raise ModelConfigError(
+                "T5Config.attention_impl: 'cudnn' needs dtype='bfloat16' (cuDNN fused attention "
+                f"runs in 16-bit floats), got dtype={self.dtype!r}; use 'auto' or 'xla'")
         if self.emb_dim % 2:
             raise ModelConfigError(
                 f"T5Config.emb_dim: expected an even width (sin and cos halves), "

@@ -5,6 +5,11 @@ kernels are stored flattened to 2-D, RMSNorm in float32 with eps 1e-6, no 1/sqrt
 time (it is folded into the query initialiser), masks turned into a -1e10 additive bias, dropout
 broadcast along the length axis, fixed sinusoid position tables with denominator d/2 - 1.
 
+Attention runs either through the reference einsum path above (`dot_product_attention`, the
+default and the one that matches MT3 bit for bit in float32) or through
+`jax.nn.dot_product_attention` ('xla', or cuDNN's fused kernel with 'cudnn'); see
+`ATTENTION_IMPLS` and `AttentionMask`.
+
 Every parameter carries t5x logical axis names (`nn.with_logical_partitioning`), and activations
 carry `nn.with_logical_constraint` annotations (a no-op unless logical-axis rules are active).
 """
@@ -13,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -25,6 +30,10 @@ Initializer = Callable[..., Array]
 
 #: Additive attention bias of a masked-out key (MT3 uses -1e10, in the activation dtype).
 MASKED_BIAS = -1e10
+#: Attention implementations (`T5Config.attention_impl`): 'reference' = the einsum path below
+#: (MT3's numerics), 'xla' / 'cudnn' = `jax.nn.dot_product_attention` with that implementation,
+#: 'auto' = 'cudnn' on a GPU backend with bfloat16 activations, else 'reference'.
+ATTENTION_IMPLS = ("reference", "xla", "cudnn", "auto")
 
 # Initialisers of t5x/MT3 (variance scaling on the flattened 2-D kernel).
 ATTENTION_KERNEL_INIT = nn.initializers.variance_scaling(1.0, "fan_in", "normal")
@@ -127,8 +136,8 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
       query: [batch, q_len, heads, head_dim].
       key, value: [batch, kv_len, heads, head_dim].
       bias: additive, broadcastable to [batch, heads, q_len, kv_len], or None.
-      dtype: dtype of the attention weights after softmax.
-      float32_logits: compute q.k and the softmax in float32.
+      dtype: dtype of the attention weights after softmax (the softmax itself runs in float32).
+      float32_logits: compute q.k in float32 too.
       dropout_rate, dropout_rng: attention-weight dropout (mask shared over query positions);
         applied only when both are given and rate > 0.
       kv_heads_first: key and value are laid out [batch, heads, kv_len, head_dim] (the decoding
@@ -142,6 +151,9 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
         key = key.astype(jnp.float32)
     kv_spec = "bhkd" if kv_heads_first else "bkhd"
     weights = jnp.einsum(f"bqhd,{kv_spec}->bhqk", query, key)
+    # Softmax statistics in float32 (a no-op for float32 logits, so MT3's float32 path is
+    # unchanged; the bfloat16 weights after the softmax are as precise as before).
+    weights = weights.astype(jnp.float32)
     if bias is not None:
         weights = weights + bias.astype(weights.dtype)
     weights = jax.nn.softmax(weights).astype(dtype)
@@ -152,6 +164,78 @@ def dot_product_attention(query: Array, key: Array, value: Array, bias: Array | 
         keep = jax.random.bernoulli(dropout_rng, keep_prob, shape)
         weights = weights * (keep.astype(dtype) / jnp.asarray(keep_prob, dtype))
     return jnp.einsum(f"bhqk,{kv_spec}->bqhd", weights, value)
+
+
+class AttentionMask(NamedTuple):
+    """Which keys each query may attend to, kept factored so that fused kernels need no dense
+    [batch, q_len, kv_len] mask.
+
+    Attributes:
+      query_valid: bool/0-1 [batch, q_len]: rows that attend at all (a padded query row's
+        output is unused; the reference path gives it a uniform average, cuDNN zeros).
+      key_valid: bool/0-1 [batch or 1, kv_len]: keys that may be attended to.
+      causal: key position <= query position (self-attention, q_len == kv_len).
+    """
+
+    query_valid: Array | None = None
+    key_valid: Array | None = None
+    causal: bool = False
+
+    def dense(self, q_len: int) -> Array | None:
+        """bool[batch or 1, 1, q_len or 1, kv_len or 1] (None when nothing is masked)."""
+        mask = causal_mask(q_len) if self.causal else None
+        for part in (None if self.query_valid is None else self.query_valid[:, None, :, None] > 0,
+                     None if self.key_valid is None else self.key_valid[:, None, None, :] > 0):
+            if part is not None:
+                mask = part if mask is None else mask & part
+        return mask
+
+
+def resolve_attention_impl(impl: str, dtype: Any) -> str:
+    """`T5Config.attention_impl` -> 'reference', 'xla' or 'cudnn' for the current backend."""
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"attention_impl: expected one of {ATTENTION_IMPLS}, got {impl!r}")
+    if impl != "auto":
+        return impl
+    on_gpu = jax.default_backend() == "gpu"
+    return "cudnn" if on_gpu and jnp.dtype(dtype) == jnp.bfloat16 else "reference"
+
+
+def fused_dot_product_attention(query: Array, key: Array, value: Array,
+                                mask: AttentionMask | None, *, implementation: str,
+                                kv_heads_first: bool = False) -> Array:
+    """Unscaled attention through `jax.nn.dot_product_attention` (no attention dropout).
+
+    Args:
+      query: [batch, q_len, heads, head_dim].
+      key, value: [batch, kv_len, heads, head_dim] (or heads first with `kv_heads_first`),
+        the same dtype as `query`.
+      mask: the factored mask, or None.
+      implementation: 'xla' (logits and softmax in float32, dense boolean mask) or 'cudnn'
+        (fused kernel; bfloat16/float16 only; padding given as lengths, i.e. valid positions
+        must be a prefix, which holds for MT3's targets; the decoding-cache layout and a key
+        mask shared over the batch fall back to 'xla').
+
+    Returns:
+      [batch, q_len, heads, head_dim] in the dtype of `query`.
+    """
+    if kv_heads_first:
+        key, value = jnp.swapaxes(key, 1, 2), jnp.swapaxes(value, 1, 2)
+    mask = mask or AttentionMask()
+    batch = query.shape[0]
+    per_example_keys = mask.key_valid is None or mask.key_valid.shape[0] == batch
+    if implementation == "cudnn" and not kv_heads_first and per_example_keys:
+        def lengths(valid: Array | None) -> Array | None:
+            return None if valid is None else jnp.sum(valid > 0, axis=-1, dtype=jnp.int32)
+        return jax.nn.dot_product_attention(
+            query, key, value, scale=1.0, is_causal=mask.causal,
+            query_seq_lengths=lengths(mask.query_valid),
+            key_value_seq_lengths=lengths(mask.key_valid), implementation="cudnn")
+    if implementation not in ("xla", "cudnn"):
+        raise ValueError(f"fused_dot_product_attention: implementation must be 'xla' or "
+                         f"'cudnn', got {implementation!r}")
+    return jax.nn.dot_product_attention(query, key, value, mask=mask.dense(query.shape[1]),
+                                        scale=1.0, implementation="xla")
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,10 +257,14 @@ class DenseGeneral(nn.Module):
     num_input_axes: int = 1
     dtype: Any = jnp.float32
     kernel_init: Initializer = DENSE_KERNEL_INIT
+    output_dtype: Any = None
 
     @nn.compact
     def __call__(self, inputs: Array) -> Array:
-        """[..., *in_dims] -> `dtype`[..., *features]."""
+        """[..., *in_dims] -> `output_dtype` (default `dtype`)[..., *features].
+
+        With an `output_dtype` wider than `dtype` (bfloat16 inputs, float32 logits) the
+        products accumulate and come out in `output_dtype`."""
         features = _as_tuple(self.features)
         in_dims = inputs.shape[inputs.ndim - self.num_input_axes:]
         kernel = self.param(
@@ -186,7 +274,11 @@ class DenseGeneral(nn.Module):
         kernel = jnp.reshape(jnp.asarray(kernel, self.dtype), in_dims + features)
         contract_x = tuple(range(inputs.ndim - self.num_input_axes, inputs.ndim))
         contract_k = tuple(range(self.num_input_axes))
-        return jax.lax.dot_general(inputs, kernel, ((contract_x, contract_k), ((), ())))
+        dims = ((contract_x, contract_k), ((), ()))
+        if self.output_dtype is None or jnp.dtype(self.output_dtype) == jnp.dtype(self.dtype):
+            return jax.lax.dot_general(inputs, kernel, dims)
+        return jax.lax.dot_general(inputs, kernel, dims,
+                                   preferred_element_type=jnp.dtype(self.output_dtype))
 
 
 class RMSNorm(nn.Module):
@@ -269,6 +361,7 @@ class MultiHeadAttention(nn.Module):
     dtype: Any = jnp.float32
     dropout_rate: float = 0.0
     float32_logits: bool = False
+    attention_impl: str = "reference"
 
     def setup(self) -> None:
         projection = functools.partial(
@@ -290,25 +383,33 @@ class MultiHeadAttention(nn.Module):
         value = nn.with_logical_constraint(self.value(inputs_kv), BATCH_LENGTH_HEADS_KV)
         return key, value
 
-    def attend(self, query: Array, key: Array, value: Array, bias: Array | None, *,
+    def attend(self, query: Array, key: Array, value: Array, mask: AttentionMask | None, *,
                deterministic: bool, kv_heads_first: bool = False) -> Array:
         """Projected heads -> `dtype`[batch, q_len, embed] (attention then `out`).
 
         `key`/`value` are [batch, kv_len, heads, head_dim], or [batch, heads, kv_len, head_dim]
-        with `kv_heads_first` (decoding caches).
+        with `kv_heads_first` (decoding caches). The reference implementation turns `mask` into
+        MT3's additive -1e10 bias; the fused ones ('xla', 'cudnn') apply no dropout to the
+        attention weights (the other dropouts stay).
         """
+        impl = resolve_attention_impl(self.attention_impl, self.dtype)
+        if impl != "reference":
+            x = fused_dot_product_attention(query, key, value, mask, implementation=impl,
+                                            kv_heads_first=kv_heads_first)
+            return self.out(x)
         dropout_rng = None
         if not deterministic and self.dropout_rate > 0.0:
             dropout_rng = self.make_rng("dropout")
+        bias = None if mask is None else mask_to_bias(mask.dense(query.shape[1]), self.dtype)
         x = dot_product_attention(query, key, value, bias, dtype=self.dtype,
                                   float32_logits=self.float32_logits,
                                   dropout_rate=self.dropout_rate, dropout_rng=dropout_rng,
                                   kv_heads_first=kv_heads_first)
         return self.out(x)
 
-    def __call__(self, inputs_q: Array, inputs_kv: Array, bias: Array | None = None, *,
+    def __call__(self, inputs_q: Array, inputs_kv: Array, mask: AttentionMask | None = None, *,
                  deterministic: bool) -> Array:
         """[batch, q_len, embed], [batch, kv_len, embed] -> `dtype`[batch, q_len, embed]."""
         key, value = self.project_key_value(inputs_kv)
-        return self.attend(self.project_query(inputs_q), key, value, bias,
+        return self.attend(self.project_query(inputs_q), key, value, mask,
                            deterministic=deterministic)

@@ -2,15 +2,15 @@
 
 Batches use t5x's names:
 ```
-encoder_input_tokens  f32[B, frames, 128]  raw 16 kHz sample frames (inputs='audio'), or
-                      f32[B, frames, 512]  log-mel frames            (inputs='spectrogram')
+encoder_input_tokens  f32[B, frames, 128]  raw 16 kHz sample frames (inputs='frames'), or
+                      f32[B, frames, 512]  log-mel frames            (inputs='log_mel')
 decoder_input_tokens  i32[B, L]            targets shifted right, 0 = BOS/PAD
 decoder_target_tokens i32[B, L]            model ids, EOS = 1, PAD = 0
 decoder_loss_weights  f32[B, L]            1 where a target token counts
 encoder_input_lengths i32[B]               optional: valid frames per segment; log-mel rows at
                                            and beyond it are 0.0, as MT3 pads a short segment
 ```
-With `inputs='audio'` the log-mel front end (`mt3x.audio.mt3_log_mel`) runs inside `loss` and
+With `inputs='frames'` the log-mel front end (`mt3x.audio.mt3_log_mel`) runs inside `loss` and
 `predict`, i.e. on device inside the jitted step.
 
 Typical use:
@@ -33,6 +33,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mt3x.audio.mt3_config import INPUT_MODES, MT3_SPECTROGRAM_CONFIG
+from mt3x.audio.mt3_frontend import mt3_log_mel
 from mt3x.errors import Mt3xError
 from mt3x.models.config import T5Config, get_config
 from mt3x.models.decoding import DECODERS, greedy_decode
@@ -43,8 +45,10 @@ Array = jax.Array
 Batch = Mapping[str, Any]
 
 #: Samples per encoder frame of the raw-audio batch (hop 128 at 16 kHz).
-AUDIO_FRAME_SIZE = 128
-INPUT_MODES = ("audio", "spectrogram")
+AUDIO_FRAME_SIZE = MT3_SPECTROGRAM_CONFIG.hop_width
+#: Input-mode names before mt3x used `INPUT_MODES` everywhere; checkpoints saved then
+#: (mt3x_model.json "inputs") still load. The only place the old names are understood.
+LEGACY_INPUT_MODES = {"audio": "frames", "spectrogram": "log_mel"}
 TRAIN_KEYS = ("encoder_input_tokens", "decoder_input_tokens", "decoder_target_tokens",
               "decoder_loss_weights")
 #: Optional batch field: int32[B] valid frames of each segment (see `encoder_features`).
@@ -60,7 +64,9 @@ class Mt3Model:
 
     Args:
       config: a `T5Config` or the name of one (`mt3`, `ismir2021`, `base`, `small_cpu`, `tiny`).
-      inputs: 'audio' (raw sample frames; the model computes the log-mel) or 'spectrogram'.
+      inputs: one of `mt3x.audio.mt3_config.INPUT_MODES`: 'frames' (raw sample frames; the
+        model computes the log-mel) or 'log_mel' (MT3's spectrogram inputs). The names of older
+        checkpoints, 'audio' and 'spectrogram', are read as 'frames' and 'log_mel'.
       z_loss: coefficient of the log-partition penalty (MT3: 1e-4).
       label_smoothing: t5x label smoothing (MT3: 0; ISMIR 2022 pretraining: 0.1).
       loss_normalization: 'sum' over target tokens (MT3) or 'mean' per target token.
@@ -71,12 +77,13 @@ class Mt3Model:
         when the caller (the trainer) sets the rules itself.
     """
 
-    def __init__(self, config: T5Config | str = "mt3", *, inputs: str = "audio",
+    def __init__(self, config: T5Config | str = "mt3", *, inputs: str = "frames",
                  z_loss: float = 1e-4, label_smoothing: float = 0.0,
                  loss_normalization: str = "sum", max_decode_length: int = 1024,
                  decoder: str = "cached",
                  logical_axis_rules: Sequence[tuple[str, Any]] | None = None) -> None:
         self.config = get_config(config) if isinstance(config, str) else config
+        inputs = LEGACY_INPUT_MODES.get(inputs, inputs)
         if inputs not in INPUT_MODES:
             raise Mt3xError(f"Mt3Model.inputs: expected one of {INPUT_MODES}, got {inputs!r}")
         if loss_normalization not in LOSS_NORMALIZATIONS:
@@ -114,9 +121,9 @@ class Mt3Model:
         if missing:
             raise BatchError(f"batch: missing field(s) {missing}; got {sorted(batch)}")
         enc = batch["encoder_input_tokens"]
-        depth = AUDIO_FRAME_SIZE if self.inputs == "audio" else self.config.input_depth
+        depth = AUDIO_FRAME_SIZE if self.inputs == "frames" else self.config.input_depth
         if len(enc.shape) != 3 or enc.shape[-1] != depth:
-            what = "raw sample frames" if self.inputs == "audio" else "log-mel frames"
+            what = "raw sample frames" if self.inputs == "frames" else "log-mel frames"
             raise BatchError(f"batch['encoder_input_tokens']: expected {what} of shape "
                              f"[batch, frames, {depth}] (inputs={self.inputs!r}), got "
                              f"{tuple(enc.shape)}")
@@ -136,14 +143,13 @@ class Mt3Model:
         With `encoder_input_lengths` (int[batch] valid frames), rows at and beyond a segment's
         length are 0.0: MT3 computes a short segment's log-mel from its own samples and pads
         with zero rows (raw-audio inputs; spectrogram inputs are zeroed the same way)."""
-        if self.inputs == "spectrogram":
+        if self.inputs == "log_mel":
             features = jnp.asarray(encoder_input_tokens, jnp.float32)
             if encoder_input_lengths is None:
                 return features
             frames = jnp.arange(features.shape[1])
             valid = jnp.asarray(encoder_input_lengths)[:, None] > frames
             return jnp.where(valid[..., None], features, 0.0)
-        from mt3x.audio import mt3_log_mel  # lazy: the front end lives in mt3x.audio
         return mt3_log_mel(jnp.asarray(encoder_input_tokens, jnp.float32),
                            num_valid_frames=encoder_input_lengths)
 

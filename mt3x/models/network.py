@@ -20,7 +20,9 @@ Besides the training forward pass (`__call__`), the module exposes the pieces th
 decoding needs (`encode`, `cross_key_values`, `decode_step`); see `mt3x.models.decoding`.
 Differences from MT3, none of which changes a float32 result: embeddings use a gather instead of
 a one-hot matmul (bit-identical), all-ones encoder masks add no bias (adding 0 is exact), and the
-logits stay float32 for bfloat16 activations (MT3 casts them to the activation dtype).
+logits stay float32 for bfloat16 activations (MT3 casts them to the activation dtype). With
+`T5Config.attention_impl` other than 'reference', attention runs through
+`jax.nn.dot_product_attention` (see `mt3x.models.layers.fused_dot_product_attention`).
 """
 
 from __future__ import annotations
@@ -31,9 +33,8 @@ import jax.numpy as jnp
 
 from mt3x.models.config import T5Config
 from mt3x.models.layers import (BATCH_LENGTH_EMBED, BATCH_LENGTH_VOCAB, INPUT_PROJECTION_INIT,
-                                DenseGeneral, MlpBlock, MultiHeadAttention, RMSNorm, TokenEmbed,
-                                attention_mask, causal_mask, mask_to_bias,
-                                sinusoid_position_table)
+                                AttentionMask, DenseGeneral, MlpBlock, MultiHeadAttention, RMSNorm,
+                                TokenEmbed, sinusoid_position_table)
 
 Array = jax.Array
 #: Decoding cache of one decoder layer: (keys, values), each `dtype`[batch, heads, length,
@@ -45,7 +46,8 @@ def _attention(cfg: T5Config) -> MultiHeadAttention:
     return MultiHeadAttention(num_heads=cfg.num_heads, head_dim=cfg.head_dim,
                               out_features=cfg.emb_dim, dtype=cfg.activation_dtype,
                               dropout_rate=cfg.dropout_rate,
-                              float32_logits=cfg.float32_attention_logits)
+                              float32_logits=cfg.float32_attention_logits,
+                              attention_impl=cfg.attention_impl)
 
 
 def _mlp(cfg: T5Config) -> MlpBlock:
@@ -101,11 +103,11 @@ class DecoderLayer(nn.Module):
         self.residual_dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
 
     def _cross_and_mlp(self, x: Array, cross_key: Array, cross_value: Array,
-                       cross_bias: Array | None, deterministic: bool,
+                       cross_mask: AttentionMask | None, deterministic: bool,
                        kv_heads_first: bool = False) -> Array:
         y = self.pre_cross_attention_layer_norm(x)
         y = self.encoder_decoder_attention.attend(
-            self.encoder_decoder_attention.project_query(y), cross_key, cross_value, cross_bias,
+            self.encoder_decoder_attention.project_query(y), cross_key, cross_value, cross_mask,
             deterministic=deterministic, kv_heads_first=kv_heads_first)
         y = self.residual_dropout(y, deterministic=deterministic) + x
         z = self.pre_mlp_layer_norm(y)
@@ -113,17 +115,17 @@ class DecoderLayer(nn.Module):
         z = self.residual_dropout(z, deterministic=deterministic) + y
         return nn.with_logical_constraint(z, BATCH_LENGTH_EMBED)
 
-    def __call__(self, inputs: Array, encoded: Array, self_bias: Array | None,
-                 cross_bias: Array | None, *, deterministic: bool) -> Array:
+    def __call__(self, inputs: Array, encoded: Array, self_mask: AttentionMask | None,
+                 cross_mask: AttentionMask | None, *, deterministic: bool) -> Array:
         """`dtype`[batch, length, emb], `dtype`[batch, frames, emb] -> `dtype`[batch, length, emb].
 
-        `self_bias` / `cross_bias`: additive biases broadcastable to [batch, heads, length, *].
+        `self_mask` / `cross_mask`: which keys each decoder position may attend to.
         """
         x = self.pre_self_attention_layer_norm(inputs)
-        x = self.self_attention(x, x, self_bias, deterministic=deterministic)
+        x = self.self_attention(x, x, self_mask, deterministic=deterministic)
         x = self.residual_dropout(x, deterministic=deterministic) + inputs
         cross_key, cross_value = self.encoder_decoder_attention.project_key_value(encoded)
-        return self._cross_and_mlp(x, cross_key, cross_value, cross_bias, deterministic)
+        return self._cross_and_mlp(x, cross_key, cross_value, cross_mask, deterministic)
 
     def cross_key_value(self, encoded: Array) -> LayerCache:
         """`dtype`[batch, frames, emb] -> encoder-decoder (keys, values), each `dtype`[batch,
@@ -154,9 +156,9 @@ class DecoderLayer(nn.Module):
         cached_value = jax.lax.dynamic_update_slice(
             cached_value, jnp.swapaxes(value, 1, 2).astype(cached_value.dtype), start)
         visible = jnp.arange(cached_key.shape[2]) <= position
-        bias = mask_to_bias(visible[None, None, None, :], self.config.activation_dtype)
-        x = self.self_attention.attend(query, cached_key, cached_value, bias, deterministic=True,
-                                       kv_heads_first=True)
+        x = self.self_attention.attend(query, cached_key, cached_value,
+                                       AttentionMask(key_valid=visible[None, :]),
+                                       deterministic=True, kv_heads_first=True)
         x = x + inputs
         y = self._cross_and_mlp(x, cross_kv[0], cross_kv[1], None, True, kv_heads_first=True)
         return y, (cached_key, cached_value)
@@ -194,7 +196,9 @@ class Decoder(nn.Module):
         self.token_embedder = TokenEmbed(cfg.vocab_size, cfg.emb_dim, dtype=dtype)
         self.layers = [DecoderLayer(cfg) for _ in range(cfg.num_decoder_layers)]  # layers_i
         self.decoder_norm = RMSNorm(dtype=dtype)
-        self.logits_dense = DenseGeneral(cfg.vocab_size, ("embed", "vocab"), dtype=jnp.float32)
+        # bfloat16 inputs (when activations are), float32 products and logits.
+        self.logits_dense = DenseGeneral(cfg.vocab_size, ("embed", "vocab"), dtype=dtype,
+                                         output_dtype=jnp.float32)
         self.embed_dropout = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))
 
     def _embed(self, tokens: Array, positions: Array, deterministic: bool) -> Array:
@@ -208,13 +212,14 @@ class Decoder(nn.Module):
         y = self.embed_dropout(y, deterministic=deterministic)
         return nn.with_logical_constraint(self.logits_dense(y), BATCH_LENGTH_VOCAB)
 
-    def __call__(self, encoded: Array, decoder_input_tokens: Array, self_bias: Array | None,
-                 cross_bias: Array | None, *, deterministic: bool) -> Array:
+    def __call__(self, encoded: Array, decoder_input_tokens: Array,
+                 self_mask: AttentionMask | None, cross_mask: AttentionMask | None, *,
+                 deterministic: bool) -> Array:
         """Teacher-forced pass: int32[batch, length] -> float32[batch, length, vocab] logits."""
         length = decoder_input_tokens.shape[-1]
         y = self._embed(decoder_input_tokens, _positions(self.config, length), deterministic)
         for layer in self.layers:
-            y = layer(y, encoded, self_bias, cross_bias, deterministic=deterministic)
+            y = layer(y, encoded, self_mask, cross_mask, deterministic=deterministic)
         return self._logits(y, deterministic)
 
     def cross_key_values(self, encoded: Array) -> tuple[LayerCache, ...]:
@@ -260,17 +265,13 @@ class Transformer(nn.Module):
         self-attention, cross-attention masked for padded target rows. Without them (the
         uncached reference decoder), the self-attention mask is causal only.
         """
-        dtype = self.config.activation_dtype
-        length = decoder_input_tokens.shape[-1]
         if decoder_target_tokens is None:
-            self_bias = mask_to_bias(causal_mask(length), dtype)
-            cross_bias = None
+            self_mask, cross_mask = AttentionMask(causal=True), None
         else:
             valid = decoder_target_tokens > 0
-            self_bias = mask_to_bias(causal_mask(length) & attention_mask(valid, valid), dtype)
-            cross_bias = mask_to_bias(
-                attention_mask(valid, jnp.ones(encoded.shape[:2], bool)), dtype)
-        return self.decoder(encoded, decoder_input_tokens, self_bias, cross_bias,
+            self_mask = AttentionMask(query_valid=valid, key_valid=valid, causal=True)
+            cross_mask = AttentionMask(query_valid=valid)  # every encoder frame is a key
+        return self.decoder(encoded, decoder_input_tokens, self_mask, cross_mask,
                             deterministic=not enable_dropout)
 
     def __call__(self, encoder_inputs: Array, decoder_input_tokens: Array,

@@ -14,7 +14,7 @@ import gin
 
 from mt3x.errors import Mt3xError
 
-CONFIG_ROOT = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_ROOT = Path(__file__).resolve().parents[2] / "configs"  # the repository's configs/
 
 
 class GinConfigError(Mt3xError):
@@ -26,8 +26,24 @@ def resolve_gin_file(name: str | os.PathLike) -> Path:
     path = Path(name)
     for candidate in (path, CONFIG_ROOT / path, CONFIG_ROOT / f"{path}.gin"):
         if candidate.is_file():
-            return candidate
+            return candidate.absolute()
     raise GinConfigError(f"gin file not found: {name} (looked in . and {CONFIG_ROOT})")
+
+
+def _search_configs_first() -> None:
+    """Makes gin look for `include`d files in `configs/` before anywhere else.
+
+    gin tries each search prefix ('' first) with each file reader; its package-resource reader
+    fails with a TypeError (instead of answering "not found") when the include's first folder
+    is importable as a namespace package, e.g. a `runs/` work directory in the current folder
+    for `include 'runs/train.gin'`. Searching configs/ first finds the file before that reader
+    is asked. gin has no public way to order the prefixes, hence its module-level list.
+    """
+    prefixes = gin.config._LOCATION_PREFIXES
+    if prefixes[:1] != [str(CONFIG_ROOT)]:
+        if str(CONFIG_ROOT) in prefixes:
+            prefixes.remove(str(CONFIG_ROOT))
+        prefixes.insert(0, str(CONFIG_ROOT))
 
 
 def parse_gin(gin_files: Sequence[str | os.PathLike], bindings: Sequence[str] = ()) -> str:
@@ -37,7 +53,7 @@ def parse_gin(gin_files: Sequence[str | os.PathLike], bindings: Sequence[str] = 
       GinConfigError: naming the file (or binding) and line when gin rejects it, e.g. a typo in a
         parameter name or an unknown configurable.
     """
-    gin.add_config_file_search_path(str(CONFIG_ROOT))
+    _search_configs_first()
     files = [str(resolve_gin_file(f)) for f in gin_files]
     try:
         gin.parse_config_files_and_bindings(files, list(bindings), finalize_config=False)

@@ -214,7 +214,8 @@ def write_legacy_checkpoint(directory: str | Path, target: Mapping[str, Any], *,
 
     The directory must exist and should be empty; the caller makes the write atomic. The state
     holds only 'step' (int32); no optimizer slots, so t5x restores the optimizer state from
-    scratch (RestoreCheckpointConfig(fallback_to_scratch=True)).
+    scratch (RestoreCheckpointConfig(fallback_to_scratch=True, assignment_map=
+    ((r'state.*', None),))).
 
     Args:
       directory: destination folder.
@@ -240,8 +241,10 @@ def write_legacy_checkpoint(directory: str | Path, target: Mapping[str, Any], *,
             return pack_inline_array(array)
         metadata = write_zarr(directory / name, array, max_chunk_bytes=max_chunk_bytes)
         storage[name] = "zarr"
+        # As t5x stores it: TensorStore's normalized spec (kvstore path relative to the
+        # checkpoint directory, with the trailing '/'; gzip level 1).
         return {"driver": "zarr", "dtype": tensorstore_dtype_name(array.dtype),
-                "kvstore": {"driver": "file", "path": name}, "metadata": metadata}
+                "kvstore": {"driver": "file", "path": name + "/"}, "metadata": metadata}
 
     tree = {"version": LEGACY_VERSION,
             "optimizer": {"target": convert(target, ("target",)),

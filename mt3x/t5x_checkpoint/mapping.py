@@ -26,8 +26,7 @@ TARGET_PREFIX = "target."
 OPTIMIZER_STATE_PREFIX = "state.param_states."
 Shape = tuple[int, ...]
 _LAYER = re.compile(r"^(encoder|decoder)\.layers_(\d+)\.")
-#: Fields that shapes cannot tell (MT3's values are assumed when no named config fits).
-_HEAD_DIM_GUESS = 64
+_QUERY = "encoder.layers_0.attention.query.kernel"
 
 
 def flatten_params(tree: Any) -> dict[str, Any]:
@@ -47,15 +46,16 @@ def expected_param_shapes(config: T5Config) -> dict[str, Shape]:
 
 @functools.lru_cache(maxsize=16)
 def _expected_param_shapes(config: T5Config) -> tuple[tuple[str, Shape], ...]:
-    model = Mt3Model(config, inputs="spectrogram")
+    model = Mt3Model(config, inputs="log_mel")
     batch = {"encoder_input_tokens": jax.ShapeDtypeStruct((1, 1, config.input_depth), np.float32),
              "decoder_input_tokens": jax.ShapeDtypeStruct((1, 1), np.int32)}
     abstract = nn.meta.unbox(jax.eval_shape(model.init, jax.random.key(0), batch))
     return tuple((name, tuple(leaf.shape)) for name, leaf in flatten_params(abstract).items())
 
 
-def _config_from_shapes(shapes: Mapping[str, Shape]) -> T5Config:
-    """A T5Config whose parameter shapes are `shapes` (MT3's activations/head width assumed)."""
+def _config_from_shapes(shapes: Mapping[str, Shape], num_heads: int | None,
+                        head_dim: int | None) -> T5Config:
+    """A T5Config whose parameter shapes are `shapes`, with the given head split."""
     try:
         vocab, emb = shapes["decoder.token_embedder.embedding"]
         input_depth = shapes["encoder.continuous_inputs_projection.kernel"][0]
@@ -65,6 +65,14 @@ def _config_from_shapes(shapes: Mapping[str, Shape]) -> T5Config:
             f"cannot infer the model size: the checkpoint lacks {err} (an MT3 encoder-decoder "
             "has decoder.token_embedder.embedding, encoder.continuous_inputs_projection.kernel "
             "and encoder.layers_0.attention.query.kernel); pass --config") from err
+    if num_heads is None and head_dim is None:
+        raise T5xCheckpointError(
+            f"cannot tell the attention head count: no named config fits the shapes, and query "
+            f"kernels are [emb, heads * head_dim] with heads * head_dim = {joined} (MT3 has no "
+            f"relative-position table and no t5x config.gin was found beside the checkpoint); "
+            f"pass it, e.g. --config heads=N (head_dim = {joined} / N)")
+    num_heads = num_heads or joined // head_dim  # type: ignore[operator]
+    head_dim = head_dim or joined // num_heads
     layers = {"encoder": set(), "decoder": set()}
     for name in shapes:
         match = _LAYER.match(name)
@@ -74,26 +82,43 @@ def _config_from_shapes(shapes: Mapping[str, Shape]) -> T5Config:
     mlp_dim = shapes[wi[0]][1] if wi else 0
     activations = ("relu",) if wi == ["encoder.layers_0.mlp.wi.kernel"] else \
         ("gelu",) + ("linear",) * (len(wi) - 1)
-    head_dim = _HEAD_DIM_GUESS if joined % _HEAD_DIM_GUESS == 0 else joined
-    return T5Config(vocab_size=vocab, emb_dim=emb, num_heads=joined // head_dim,
-                    head_dim=head_dim, mlp_dim=mlp_dim, input_depth=input_depth,
+    return T5Config(vocab_size=vocab, emb_dim=emb, num_heads=num_heads, head_dim=head_dim,
+                    mlp_dim=mlp_dim, input_depth=input_depth,
                     num_encoder_layers=len(layers["encoder"]),
                     num_decoder_layers=len(layers["decoder"]), mlp_activations=activations)
 
 
-def infer_config(shapes: Mapping[str, Shape]) -> tuple[str, T5Config]:
+def infer_config(shapes: Mapping[str, Shape], *, num_heads: int | None = None,
+                 head_dim: int | None = None) -> tuple[str, T5Config]:
     """(name, config) fitting the parameter `shapes` (dotted names without 'target.').
 
-    A named config (`mt3`, `ismir2021`, ...) whose every shape matches wins; otherwise a config
-    is built from the shapes, named 'inferred', assuming MT3's gated-GELU MLP and heads of 64
-    (shapes do not tell the head count: query kernels are [emb, heads * head_dim]).
+    Shapes do not tell the head split (query kernels are [emb, heads * head_dim]), so it comes
+    from `num_heads` / `head_dim` when given (`mt3x.t5x_checkpoint.config_option` reads them
+    from --config or t5x's config.gin). A named config (`mt3`, `ismir2021`, ...) whose every
+    shape matches, and whose split agrees with those given, wins; with no split given, so does
+    the named config of the same embedding and attention widths that most shapes match (so a
+    damaged checkpoint is reported against it); otherwise a config is built from the shapes,
+    named 'inferred', assuming MT3's gated-GELU MLP.
+
+    Raises:
+      T5xCheckpointError: no named config fits and no head split is given (never guessed).
     """
     embedding = tuple(shapes.get("decoder.token_embedder.embedding", ()))
-    for name, config in CONFIGS.items():  # cheap check first: abstract inits take a second
+    for name, config in CONFIGS.items():  # cheap checks first: abstract inits take a second
         if embedding == (config.vocab_size, config.emb_dim) and \
-                expected_param_shapes(config) == dict(shapes):
+                num_heads in (None, config.num_heads) and head_dim in (None, config.head_dim) \
+                and expected_param_shapes(config) == dict(shapes):
             return name, config
-    return "inferred", _config_from_shapes(shapes)
+    if num_heads is None and head_dim is None:  # a damaged named checkpoint: report against it
+        query = tuple(shapes.get(_QUERY, ()))
+        near = [(sum(tuple(s) == shapes.get(n) for n, s in expected_param_shapes(c).items()), n)
+                for n, c in CONFIGS.items()
+                if embedding == (c.vocab_size, c.emb_dim) and
+                query == (c.emb_dim, c.num_heads * c.head_dim)]
+        if near:
+            name = max(near)[1]
+            return name, CONFIGS[name]
+    return "inferred", _config_from_shapes(shapes, num_heads, head_dim)
 
 
 @dataclasses.dataclass
@@ -106,6 +131,7 @@ class ImportReport:
     skipped: {name: shape} not imported on purpose (Adafactor state, step).
     cast: {name: 'bfloat16->float32'} arrays converted to our float32 parameters.
     storage: {'inline': n, 'zarr': m} (legacy) or {'orbax': n}.
+    model_spec: the mt3x_model.json written on import (vocabulary, inputs), or why none was.
     """
 
     source: str
@@ -119,6 +145,7 @@ class ImportReport:
     cast: dict[str, str] = dataclasses.field(default_factory=dict)
     storage: dict[str, int] = dataclasses.field(default_factory=dict)
     step: int | None = None
+    model_spec: str = ""
 
     @property
     def ok(self) -> bool:
@@ -141,6 +168,7 @@ class ImportReport:
                 f"({', '.join(f'{v} {k}' for k, v in sorted(self.storage.items()))}), "
                 f"{len(self.skipped)} optimizer-state arrays skipped")
         lines = [head] + [f"  cast {n}: {c}" for n, c in sorted(self.cast.items())]
+        lines += [f"  model spec: {self.model_spec}"] if self.model_spec else []
         return "\n".join(lines + [f"  {p}" for p in self.problems()])
 
     def to_json(self) -> dict[str, Any]:

@@ -43,6 +43,7 @@ def _dotted(path: Any) -> str:
 def _tree_metadata(state_dir: Path) -> Any:
     import orbax.checkpoint as ocp
 
+    state_dir = state_dir.absolute()  # Orbax refuses relative paths
     try:
         metadata = ocp.PyTreeCheckpointer().metadata(state_dir)
     except Exception as err:  # Orbax raises many types for unreadable metadata
@@ -58,7 +59,7 @@ def _tree_metadata(state_dir: Path) -> Any:
 
 def read_orbax_shapes(state_dir: str | Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
     """Dotted name -> (shape, dtype) of every array in an Orbax PyTree folder; reads no data."""
-    tree = _tree_metadata(Path(state_dir))
+    tree = _tree_metadata(Path(state_dir).absolute())
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     return {_dotted(path): (tuple(getattr(leaf, "shape", ()) or ()),
                             np.dtype(getattr(leaf, "dtype", np.float32)))

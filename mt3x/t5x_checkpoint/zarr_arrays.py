@@ -269,13 +269,14 @@ def write_zarr(folder: str | Path, array: np.ndarray, *,
     """Writes `array` as a gzip zarr v2 array into `folder` (created) with TensorStore.
 
     Returns:
-      the spec 'metadata' written: {'chunks', 'compressor': {'id': 'gzip'}, 'shape'}.
+      the spec 'metadata' written: {'chunks', 'compressor': {'id': 'gzip', 'level': 1},
+      'shape'} (TensorStore's normalized form, as t5x stores it).
     """
     import tensorstore as ts
 
     array = np.asarray(array)
     metadata = {"chunks": list(choose_chunks(array.shape, array.dtype.itemsize, max_chunk_bytes)),
-                "compressor": {"id": "gzip"}, "shape": list(array.shape)}
+                "compressor": {"id": "gzip", "level": 1}, "shape": list(array.shape)}
     spec = {"driver": "zarr", "dtype": tensorstore_dtype_name(array.dtype),
             "kvstore": {"driver": "file", "path": str(Path(folder).absolute()) + "/"},
             "metadata": metadata}

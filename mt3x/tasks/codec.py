@@ -3,7 +3,8 @@
 `PipelineCodec` bundles a `mt3x.codec` configuration (`mt3` or `ismir2021`) with what the
 pipeline asks of it: the id ranges by name (`TokenLayout`, a view of the codec), NoteSequence ->
 per-frame indexed events (`tokenize`), and tokens -> NoteSequence (`decode_segments`, for tests
-and evaluation). The token operations themselves are `mt3x.codec`'s.
+and evaluation). The token operations themselves are `mt3x.codec`'s and `mt3x.tasks.examples`'s;
+this module imports neither TensorFlow nor JAX.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ from typing import Any, Sequence
 import note_seq
 import numpy as np
 
-from mt3x.codec import decoding, note_events
-from mt3x.codec import segments as codec_segments
+from mt3x.codec import decoding
 from mt3x.codec import vocabulary as codec_vocabulary
 from mt3x.codec.codec import Codec
+from mt3x.tasks import examples
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,41 +88,9 @@ class PipelineCodec:
 
     def tokenize(self, sequence: bytes, frame_times: np.ndarray, is_training: bool,
                  ) -> dict[str, Any]:
-        """Serialized NoteSequence -> single-step events indexed by audio frame (MT3 tokenizer).
-
-        validate -> sustain -> (trim overlapping notes when training) -> onsets/offsets/programs
-        -> encode_and_index_events (with tie state events when the preset uses ties).
-
-        Args:
-          sequence: serialized note_seq.NoteSequence.
-          frame_times: f64[F] start time (s) of every 128-sample frame (float64, as MT3).
-          is_training: trim overlapping notes (MT3 does so for training data only).
-        Returns:
-          dict: targets i32[E], input_event_start_indices i32[F], input_event_end_indices i32[F],
-          state_events i32[S], input_state_event_indices i32[F], sequence (bytes, the
-          NoteSequence actually encoded).
-        """
-        ns = note_seq.NoteSequence.FromString(sequence)
-        ns = note_events.prepare_note_sequence(ns, is_training=is_training)
-        # Sustain and trimming are done: encode the prepared sequence as it is.
-        frame_times = np.asarray(frame_times, np.float64)
-        indexed = codec_segments.tokenize_note_sequence(ns, frame_times, self.config,
-                                                        is_training=False, sustain=False)
-        events, starts, ends = (indexed.events, indexed.event_start_indices,
-                                indexed.event_end_indices)
-        state_events, state_idx = indexed.state_events, indexed.state_event_indices
-        if not self.use_ties:
-            # No tie section: the state arrays are unused; keep the shapes uniform.
-            state_events = np.zeros([0], np.int32)
-            state_idx = np.zeros(len(frame_times), np.int32)
-        return {
-            "targets": np.asarray(events, np.int32),
-            "input_event_start_indices": np.asarray(starts, np.int32),
-            "input_event_end_indices": np.asarray(ends, np.int32),
-            "state_events": np.asarray(state_events, np.int32),
-            "input_state_event_indices": np.asarray(state_idx, np.int32),
-            "sequence": ns.SerializeToString(),
-        }
+        """Serialized NoteSequence -> single-step events indexed by audio frame
+        (`mt3x.tasks.examples.index_events` with this preset)."""
+        return examples.index_events(sequence, frame_times, self.config, is_training=is_training)
 
     def decode_segments(self, segments: Sequence[np.ndarray], start_times: Sequence[float],
                         *, from_model_ids: bool = False

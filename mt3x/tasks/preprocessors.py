@@ -1,4 +1,4 @@
-"""seqio preprocessors of the MT3 transcription chain (tf.data stages over numpy kernels).
+"""seqio preprocessors of the MT3 transcription chain: tf.data wiring over `mt3x.tasks.examples`.
 
 The chain for a training task (magenta/mt3 tasks.py order):
 
@@ -8,14 +8,9 @@ The chain for a training task (magenta/mt3 tasks.py order):
   [log-mel inputs] -> skip & count too-long targets -> +3 model ids, EOS
 
 Every stage is a `tf.data.Dataset -> tf.data.Dataset` function that seqio calls with the
-keyword arguments it asks for (`sequence_length`, `output_features`). The per-example token work
-is `mt3x.codec`'s (numpy) through `tf.numpy_function`; the random choices use seqio's seeds,
-so `task.get_dataset(seed=...)` is reproducible.
-
-Feature keys between stages (F = frames, E = events):
-  inputs f32[F, 128] (16 kHz sample frames, 8 ms each), input_times f32[F] (s),
-  targets i32[E] (codec ids), input_event_start_indices / input_event_end_indices /
-  input_state_event_indices i32[F], state_events i32[S], sequence (serialized NoteSequence).
+keyword arguments it asks for (`sequence_length`, `output_features`). The per-example work is
+`mt3x.tasks.examples`'s (numpy) through `tf.numpy_function`; the random choices use seqio's seeds,
+so `task.get_dataset(seed=...)` is reproducible. Feature keys are those of `mt3x.tasks.examples`.
 
 Problems in the data never crash the pipeline: a track that fails to tokenize and a target
 longer than the target length are dropped and counted (`pipeline_counters()`).
@@ -23,65 +18,37 @@ longer than the target length are dropped and counted (`pipeline_counters()`).
 
 from __future__ import annotations
 
-import collections
 import functools
 import logging
-import threading
 from typing import Any, Callable, Mapping, Sequence
 
+import jax
 import numpy as np
 import seqio
 import tensorflow as tf
 
-from mt3x.codec import event_index, run_length
-from mt3x.codec import vocabulary as codec_vocabulary
+from mt3x.audio.mt3_config import MT3_SPECTROGRAM_CONFIG
+from mt3x.audio.mt3_frontend import mt3_log_mel
 from mt3x.codec.codec import Codec
+from mt3x.codec.vocabulary import TranscriptionConfig
+from mt3x.tasks import examples
+from mt3x.tasks.counters import count_event, pipeline_counters, reset_pipeline_counters
+from mt3x.tasks.examples import (DEFAULT_TARGET_LENGTH, FRAME_KEYS, INDEX_KEYS,
+                                 MAX_NUM_CACHED_FRAMES, PIECE_KEYS, chunk_target_sequence)
+
+__all__ = [
+    "DEFAULT_TARGET_LENGTH", "FRAME_KEYS", "INDEX_KEYS", "MAX_NUM_CACHED_FRAMES",
+    "add_unique_id", "chunk_target_sequence", "compute_log_mel", "count_event",
+    "extract_target_sequence_with_indices", "map_midi_programs", "mix_transcription_examples",
+    "pipeline_counters", "remove_redundant_state_changes", "reset_pipeline_counters",
+    "run_length_encode_shifts", "select_random_chunk", "skip_too_long", "split_frames",
+    "split_into_segments", "tokenize_transcription_example",
+]
 
 log = logging.getLogger(__name__)
 
 AUTOTUNE = tf.data.AUTOTUNE
-SAMPLE_RATE = 16000
-HOP_WIDTH = 128                 # samples per input frame
-FRAMES_PER_SECOND = SAMPLE_RATE / HOP_WIDTH
-MAX_NUM_CACHED_FRAMES = 2000    # MT3: split frame sequences to this length before the cache
-DEFAULT_INPUT_LENGTH = 256      # frames per example (2.048 s)
-DEFAULT_TARGET_LENGTH = 1024    # tokens incl. EOS
-NUM_MEL_BINS = 512
-
-FRAME_KEYS = ("inputs", "input_times", "input_event_start_indices", "input_event_end_indices",
-              "input_state_event_indices")
-INDEX_KEYS = FRAME_KEYS[2:]
-
-# ------------------------------------------------------------------------------ counters
-
-_COUNTS: collections.Counter = collections.Counter()
-_COUNTS_LOCK = threading.Lock()
-
-
-def count_event(key: str, name: str, n: int = 1) -> None:
-    """Adds n to the pipeline counter `name` of task/key `key` (thread-safe)."""
-    with _COUNTS_LOCK:
-        _COUNTS[(key, name)] += n
-
-
-def pipeline_counters(key: str | None = None) -> dict[str, int] | dict[tuple[str, str], int]:
-    """Counts of dropped data since the last reset.
-
-    Names: `examples_too_long` (targets over the target length, skipped), `examples_seen`
-    (examples that reached the length check), `tracks_failed` (tracks that could not be
-    tokenized, skipped). With `key` (a task name) returns {name: count} for that task, else
-    {(task, name): count}.
-    """
-    with _COUNTS_LOCK:
-        if key is None:
-            return dict(_COUNTS)
-        return {name: n for (k, name), n in _COUNTS.items() if k == key}
-
-
-def reset_pipeline_counters() -> None:
-    """Sets every pipeline counter back to zero."""
-    with _COUNTS_LOCK:
-        _COUNTS.clear()
+_HOP_WIDTH = MT3_SPECTROGRAM_CONFIG.hop_width   # samples per input frame (128)
 
 
 def _next_seed() -> int | None:
@@ -96,69 +63,49 @@ def _next_seed() -> int | None:
     return int(seed)
 
 
-# ------------------------------------------------------------------------------ numpy kernels
+def _input_length(sequence_length: Mapping[str, int] | None) -> int:
+    """Frames per example: sequence_length['inputs'], else MT3's 256."""
+    return (sequence_length or {}).get("inputs") or MT3_SPECTROGRAM_CONFIG.frames_per_segment
 
 
-def audio_to_frames(samples: np.ndarray, hop_width: int = HOP_WIDTH) -> tuple[np.ndarray, np.ndarray]:
-    """Cuts audio into non-overlapping frames, as MT3 does.
-
-    MT3 always pads `hop_width - len % hop_width` zeros (a full frame when the length is already
-    a multiple), so there are `len // hop_width + 1` frames.
-
-    Args:
-      samples: f32[n] audio at 16 kHz.
-    Returns:
-      frames f32[F, hop_width], times f64[F] (frame start times in seconds). The times stay
-      float64 for event indexing, as in MT3: in float32 a frame starting exactly on a 10 ms
-      step would fall into the previous step.
-    """
-    samples = np.asarray(samples, np.float32).reshape(-1)
-    pad = hop_width - len(samples) % hop_width
-    samples = np.pad(samples, (0, pad))
-    frames = samples.reshape(-1, hop_width)
-    times = np.arange(len(frames)) / (SAMPLE_RATE / hop_width)
-    return frames, times
-
-
-TokenizeFn = Callable[[bytes, np.ndarray, bool], Mapping[str, Any]]
+_TOKENIZED_KEYS = ("inputs", "input_times", "targets", "input_event_start_indices",
+                   "input_event_end_indices", "state_events", "input_state_event_indices",
+                   "sequence")
 
 
 def tokenize_transcription_example(
     ds: tf.data.Dataset,
     *,
-    tokenize_fn: TokenizeFn,
+    config: TranscriptionConfig,
     is_training_data: bool,
     counter_key: str,
 ) -> tf.data.Dataset:
-    """Audio -> 128-sample frames + frame times; NoteSequence -> events with per-frame indices.
+    """Audio -> 128-sample frames + frame times; NoteSequence -> events with per-frame indices
+    (`examples.tokenize_track`).
 
     Input keys: `audio` f32[samples] at 16 kHz, `sequence` (serialized NoteSequence), others
     passed through. Output adds the frame keys, `targets`, `state_events` and replaces `sequence`
     with the NoteSequence actually encoded (sustain applied; trimmed when `is_training_data`);
-    `audio` is dropped.
+    `audio` is dropped. A track that fails to tokenize is skipped and counted as
+    `tracks_failed` under `counter_key`.
 
     Args:
-      tokenize_fn: (serialized NoteSequence, frame_times f64[F], is_training_data) -> mapping
-        with targets, input_event_start_indices, input_event_end_indices, state_events,
-        input_state_event_indices (int arrays) and sequence (bytes). Raises on bad input.
+      config: the codec preset (`PipelineCodec.config`).
       is_training_data: trim overlapping notes (training) or keep the reference as is (eval).
       counter_key: name under which failed tracks are counted.
     """
 
     def tokenize_np(audio, sequence, track_id):
-        frames, times = audio_to_frames(audio)
         try:
-            out = tokenize_fn(bytes(sequence), times, is_training_data)
+            out = examples.tokenize_track(audio, bytes(sequence), config,
+                                          is_training=is_training_data)
         except Exception as err:  # noqa: BLE001 - a bad track is skipped and counted
             count_event(counter_key, "tracks_failed")
             log.warning("skipping track %s: %s", track_id.decode(errors="replace"), err)
             empty = np.zeros([0], np.int32)
-            return (np.zeros([0, HOP_WIDTH], np.float32), np.zeros([0], np.float32), empty,
+            return (np.zeros([0, _HOP_WIDTH], np.float32), np.zeros([0], np.float32), empty,
                     empty, empty, empty, empty, b"", False)
-        as_i32 = lambda k: np.asarray(out[k], np.int32).reshape(-1)  # noqa: E731
-        return (frames, times.astype(np.float32), as_i32("targets"), as_i32("input_event_start_indices"),
-                as_i32("input_event_end_indices"), as_i32("state_events"),
-                as_i32("input_state_event_indices"), bytes(out["sequence"]), True)
+        return tuple(out[k] for k in _TOKENIZED_KEYS) + (True,)
 
     def tokenize(ex):
         results = tf.numpy_function(
@@ -166,14 +113,11 @@ def tokenize_transcription_example(
             [tf.float32, tf.float32, tf.int32, tf.int32, tf.int32, tf.int32, tf.int32,
              tf.string, tf.bool],
             stateful=False)
-        keys = ("inputs", "input_times", "targets", "input_event_start_indices",
-                "input_event_end_indices", "state_events", "input_state_event_indices",
-                "sequence", "ok")
         out = {k: v for k, v in ex.items() if k != "audio"}
-        for key, value in zip(keys, results):
+        for key, value in zip(_TOKENIZED_KEYS + ("ok",), results):
             out[key] = value
-        out["inputs"].set_shape([None, HOP_WIDTH])
-        for key in keys[1:7]:
+        out["inputs"].set_shape([None, _HOP_WIDTH])
+        for key in _TOKENIZED_KEYS[1:7]:
             out[key].set_shape([None])
         out["sequence"].set_shape([])
         out["ok"].set_shape([])
@@ -189,9 +133,10 @@ def split_frames(
     *,
     max_frames: int = MAX_NUM_CACHED_FRAMES,
     frame_keys: Sequence[str] = FRAME_KEYS,
-    passthrough_keys: Sequence[str] = ("targets", "state_events"),
+    passthrough_keys: Sequence[str] = PIECE_KEYS,
 ) -> tf.data.Dataset:
-    """Splits every example into consecutive pieces of `max_frames` frames (the last shorter).
+    """Splits every example into consecutive pieces of `max_frames` frames (the last shorter),
+    as `examples.split_frames` (here in tf ops: pieces are slices, no host round trip).
 
     Frame-aligned keys are sliced; `passthrough_keys` are copied into every piece; other keys
     are dropped (as t5's `split_tokens`).
@@ -217,55 +162,30 @@ def select_random_chunk(
     sequence_length: Mapping[str, int] | None = None,
     *,
     frame_keys: Sequence[str] = FRAME_KEYS,
-    passthrough_keys: Sequence[str] = ("targets", "state_events"),
+    passthrough_keys: Sequence[str] = PIECE_KEYS,
 ) -> tf.data.Dataset:
     """Picks one random run of L = sequence_length['inputs'] frames from every example.
 
-    As t5's `select_random_chunk(uniform_random_start=True)`: the start is uniform in
-    [-L + 1, n) and clipped to the example, so edge chunks are shorter and every frame is equally
-    likely to be included. Empty examples are dropped. Seeded by seqio's seed.
+    The bounds are `examples.random_chunk_bounds` (start uniform in [-L + 1, n), clipped), drawn
+    from a generator seeded by seqio's per-example seed. Empty examples are dropped.
     """
-    length = (sequence_length or {}).get("inputs") or DEFAULT_INPUT_LENGTH
+    length = _input_length(sequence_length)
+
+    def bounds_np(n, seed):
+        rng = np.random.default_rng([int(s) & 0xFFFFFFFF for s in np.ravel(seed)])
+        return np.asarray(examples.random_chunk_bounds(int(n), length, rng), np.int32)
 
     @seqio.map_over_dataset(num_seeds=1)
     def chunk(ex, seed):
         n = tf.shape(ex[frame_keys[0]])[0]
-        start = tf.random.stateless_uniform([], minval=-length + 1, maxval=n, dtype=tf.int32,
-                                            seed=seed)
-        end = tf.minimum(start + length, n)
-        start = tf.maximum(start, 0)
-        out = {k: ex[k][start:end] for k in frame_keys}
+        bounds = tf.numpy_function(bounds_np, [n, seed], tf.int32, stateful=False)
+        bounds.set_shape([2])
+        out = {k: ex[k][bounds[0]:bounds[1]] for k in frame_keys}
         out.update({k: ex[k] for k in passthrough_keys})
         return out
 
     ds = ds.filter(lambda ex: tf.size(ex[frame_keys[0]]) > 0)
     return chunk(ds)
-
-
-def chunk_target_sequence(targets: np.ndarray, event_start_indices: np.ndarray,
-                          event_end_indices: np.ndarray, state_events: np.ndarray,
-                          state_event_indices: np.ndarray, tie_id: int | None) -> np.ndarray:
-    """A chunk's targets from its frames' indices into the file's events
-    (`mt3x.codec.extract_target_sequence` over all of the chunk's frames).
-
-    Args:
-      targets: i32[E] the file's (or cached piece's) single-step events.
-      event_start_indices, event_end_indices, state_event_indices: i32[F] of the chunk's frames.
-      state_events: i32[S] the file's state events (tie sections).
-      tie_id: codec id of `tie` to prepend the tie section in force at the first frame, or None.
-    Returns:
-      i32[n] codec ids (empty for a chunk without frames).
-    """
-    if len(event_start_indices) == 0:
-        return np.zeros([0], np.int32)
-    indexed = event_index.IndexedEvents(
-        events=np.asarray(targets, np.int32),
-        event_start_indices=np.asarray(event_start_indices, np.int32),
-        event_end_indices=np.asarray(event_end_indices, np.int32),
-        state_events=np.asarray(state_events, np.int32),
-        state_event_indices=np.asarray(state_event_indices, np.int32))
-    return event_index.extract_target_sequence(indexed, 0, indexed.num_frames,
-                                               state_events_end_token=tie_id)
 
 
 def extract_target_sequence_with_indices(
@@ -278,7 +198,7 @@ def extract_target_sequence_with_indices(
 
     def extract(ex):
         targets = tf.numpy_function(
-            functools.partial(chunk_target_sequence, tie_id=tie_id),
+            functools.partial(examples.chunk_target_sequence, tie_id=tie_id),
             [ex["targets"], ex["input_event_start_indices"], ex["input_event_end_indices"],
              ex["state_events"], ex["input_state_event_indices"]],
             tf.int32, stateful=False)
@@ -288,16 +208,16 @@ def extract_target_sequence_with_indices(
     return ds.map(extract, num_parallel_calls=AUTOTUNE)
 
 
-def _map_tokens(ds: tf.data.Dataset, fn: Callable[[np.ndarray], np.ndarray],
-                key: str = "targets") -> tf.data.Dataset:
-    """Applies a pure numpy int32[n] -> int32[m] function to feature `key`."""
+def _map_targets(ds: tf.data.Dataset, fn: Callable[[dict[str, Any]], dict[str, Any]]
+                 ) -> tf.data.Dataset:
+    """Applies an `examples` stage that rewrites only `targets` (i32[n] -> i32[m])."""
 
     def apply(ex):
         ex = dict(ex)
-        out = tf.numpy_function(lambda t: fn(t).astype(np.int32), [ex[key]], tf.int32,
-                                stateful=False)
+        out = tf.numpy_function(lambda t: fn({"targets": t})["targets"], [ex["targets"]],
+                                tf.int32, stateful=False)
         out.set_shape([None])
-        ex[key] = out
+        ex["targets"] = out
         return ex
 
     return ds.map(apply, num_parallel_calls=AUTOTUNE)
@@ -305,26 +225,23 @@ def _map_tokens(ds: tf.data.Dataset, fn: Callable[[np.ndarray], np.ndarray],
 
 def map_midi_programs(ds: tf.data.Dataset, *, codec: Codec,
                       granularity: str = "full") -> tf.data.Dataset:
-    """Program granularity `flat` / `midi_class` / `full` on the targets (MT3 map_midi_programs)."""
-    if granularity not in codec_vocabulary.PROGRAM_GRANULARITY_NAMES:
-        raise ValueError(f"program granularity {granularity!r}; expected one of "
-                         f"{codec_vocabulary.PROGRAM_GRANULARITY_NAMES}")
+    """Program granularity `flat` / `midi_class` / `full` (`examples.map_program_granularity`)."""
+    examples.check_program_granularity(granularity)
     if granularity == "full":
         return ds
-    return _map_tokens(ds, functools.partial(codec_vocabulary.map_program_tokens, codec=codec,
-                                             granularity=granularity))
+    return _map_targets(ds, functools.partial(examples.map_program_granularity, codec=codec,
+                                              granularity=granularity))
 
 
 def run_length_encode_shifts(ds: tf.data.Dataset, *, codec: Codec) -> tf.data.Dataset:
-    """Single-step shifts -> absolute step counts since the chunk start; trailing shifts dropped
-    (`mt3x.codec.run_length_encode_shifts`)."""
-    return _map_tokens(ds, functools.partial(run_length.run_length_encode_shifts, codec=codec))
+    """Single-step shifts -> absolute step counts (`examples.run_length_encode_shifts`)."""
+    return _map_targets(ds, functools.partial(examples.run_length_encode_shifts, codec=codec))
 
 
 def remove_redundant_state_changes(ds: tf.data.Dataset, *, codec: Codec) -> tf.data.Dataset:
-    """Drops velocity and program tokens equal to the previous one of their type."""
-    return _map_tokens(ds, functools.partial(run_length.remove_redundant_state_changes,
-                                             codec=codec))
+    """Drops repeated velocity / program tokens (`examples.remove_redundant_state_changes`)."""
+    return _map_targets(ds, functools.partial(examples.remove_redundant_state_changes,
+                                              codec=codec))
 
 
 def mix_transcription_examples(
@@ -335,14 +252,13 @@ def mix_transcription_examples(
     shuffle_buffer_size: int = 1000,
     mt3_exact_merge: bool = False,
 ) -> tf.data.Dataset:
-    """Mixes groups of 1..N examples: audio summed and peak-normalised, targets merged by time.
+    """Mixes groups of 1..N examples (`examples.mix_examples`): audio summed and
+    peak-normalised, targets merged by time.
 
     The group sizes are uniform in [1, N] (MT3 samples between batches of 1..N). Unlike MT3 the
-    order is reproducible: the shuffle and the group sizes use seqio's seed. Every output is
-    peak-normalised, also groups of one (as MT3). Targets must be run-length encoded and not yet
-    stripped of redundant state changes; they are merged by
-    `mt3x.codec.merge_run_length_encoded_targets`, with the tie sections united into one
-    (`combine_tie_sections=True`) or, with `mt3_exact_merge`, concatenated as MT3 does.
+    order is reproducible: the shuffle and the group sizes use seqio's seed. Targets must be
+    run-length encoded and not yet stripped of redundant state changes; the tie sections are
+    united into one or, with `mt3_exact_merge`, concatenated as MT3 does.
 
     Returns examples with `inputs` f32[F, 128] (F = longest in the group) and `targets`.
     """
@@ -374,33 +290,31 @@ def mix_transcription_examples(
         reduce_func=lambda key, window: window.map(lambda g, ex: ex).padded_batch(n_max),
         window_size_func=group_size)
 
-    def mix_targets_np(targets):
-        return run_length.merge_run_length_encoded_targets(
-            targets, codec, combine_tie_sections=not mt3_exact_merge)
+    def mix_np(inputs, targets):
+        # Rows are zero-padded to the group's longest: zeros add nothing to the sum, and
+        # trailing 0 targets are read as padding by the merge.
+        group = [{"inputs": x, "targets": t} for x, t in zip(inputs, targets)]
+        out = examples.mix_examples(group, codec, combine_tie_sections=not mt3_exact_merge)
+        return out["inputs"], out["targets"]
 
     def mix(ex):
-        samples = tf.reduce_sum(ex["inputs"], axis=0)
-        peak = tf.reduce_max(tf.abs(samples))
-        targets = tf.numpy_function(mix_targets_np, [ex["targets"]], tf.int32, stateful=False)
+        inputs, targets = tf.numpy_function(mix_np, [ex["inputs"], ex["targets"]],
+                                            [tf.float32, tf.int32], stateful=False)
+        inputs.set_shape([None, _HOP_WIDTH])
         targets.set_shape([None])
-        return {"inputs": tf.math.divide_no_nan(samples, peak), "targets": targets}
+        return {"inputs": inputs, "targets": targets}
 
     return ds.map(mix, num_parallel_calls=AUTOTUNE)
 
 
-_LOG_MEL = None
+_LOG_MEL = jax.jit(mt3_log_mel)
 
 
 def _log_mel_np(frames: np.ndarray, length: int) -> np.ndarray:
-    """f32[F, 128] frames -> f32[F, 512] MT3 log-mel via mt3x.audio.mt3_log_mel (JAX, jitted)."""
-    global _LOG_MEL
-    if _LOG_MEL is None:
-        import jax
-
-        from mt3x.audio import mt3_log_mel
-        _LOG_MEL = jax.jit(mt3_log_mel)
+    """f32[F, 128] frames -> f32[F, 512] MT3 log-mel (`mt3x.audio.mt3_log_mel`, jitted, on the
+    example's frames zero-padded to `length`)."""
     n = len(frames)
-    padded = np.zeros([1, length, HOP_WIDTH], np.float32)
+    padded = np.zeros([1, length, _HOP_WIDTH], np.float32)
     padded[0, :n] = frames[:length]
     return np.asarray(_LOG_MEL(padded))[0, :n].astype(np.float32)
 
@@ -411,13 +325,13 @@ def compute_log_mel(ds: tf.data.Dataset, sequence_length: Mapping[str, int] | No
 
     Computed per example on that example's samples (zero beyond its end), as MT3 does per segment.
     """
-    length = (sequence_length or {}).get("inputs") or DEFAULT_INPUT_LENGTH
+    length = _input_length(sequence_length)
 
     def spectrogram(ex):
         ex = dict(ex)
         mel = tf.numpy_function(lambda f: _log_mel_np(f, length), [ex["inputs"]], tf.float32,
                                 stateful=False)
-        mel.set_shape([None, NUM_MEL_BINS])
+        mel.set_shape([None, MT3_SPECTROGRAM_CONFIG.num_mel_bins])
         ex["raw_inputs"] = tf.reshape(ex["inputs"], [-1])
         ex["inputs"] = mel
         return ex
@@ -432,24 +346,24 @@ def skip_too_long(
     *,
     counter_key: str,
 ) -> tf.data.Dataset:
-    """Drops examples whose targets exceed the target length (less 1 for EOS) and counts them.
+    """Drops examples whose targets exceed the target length (less 1 for EOS;
+    `examples.targets_too_long`) and counts them.
 
     MT3 asserts (crashing the job) or silently filters; here each dropped example adds 1 to
     `pipeline_counters(counter_key)['examples_too_long']`.
     """
-    max_len = (sequence_length or {}).get("targets") or DEFAULT_TARGET_LENGTH
-    if output_features["targets"].add_eos:
-        max_len -= 1
+    target_length = (sequence_length or {}).get("targets") or DEFAULT_TARGET_LENGTH
+    add_eos = bool(output_features["targets"].add_eos)
 
-    def keep_np(n):
+    def keep_np(targets):
         count_event(counter_key, "examples_seen")
-        if n > max_len:
+        if examples.targets_too_long({"targets": targets}, target_length, add_eos=add_eos):
             count_event(counter_key, "examples_too_long")
             return False
         return True
 
     def keep(ex):
-        ok = tf.numpy_function(keep_np, [tf.size(ex["targets"])], tf.bool, stateful=True)
+        ok = tf.numpy_function(keep_np, [ex["targets"]], tf.bool, stateful=True)
         ok.set_shape([])
         return ok
 
@@ -470,13 +384,14 @@ def split_into_segments(
     *,
     passthrough_keys: Sequence[str] = ("unique_id", "track_id"),
 ) -> tf.data.Dataset:
-    """Cuts a whole file into consecutive L-frame segments (the last shorter) for inference.
+    """Cuts a whole file into consecutive L-frame segments (the last shorter) for inference, as
+    `examples.split_into_segments` (here in tf ops: segments are slices).
 
     Adds per segment: `segment_index` i32, `num_segments` i32, `start_time` f32 (s, the first
     frame's time), `input_times` f32[<=L]; `sequence` (the reference NoteSequence) is kept in
     segment 0 only, empty elsewhere (as MT3). Targets are replaced by an empty array.
     """
-    length = (sequence_length or {}).get("inputs") or DEFAULT_INPUT_LENGTH
+    length = _input_length(sequence_length)
 
     def segments(ex):
         n = tf.shape(ex["inputs"])[0]

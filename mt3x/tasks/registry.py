@@ -29,8 +29,9 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from mt3x.tasks import preprocessors as pp
+from mt3x.audio.mt3_config import INPUT_MODES
 from mt3x.errors import Mt3xError
+from mt3x.tasks import preprocessors as pp
 from mt3x.tasks.feature_converters import LENGTHS_FEATURE, ContinuousInputsEncDecFeatureConverter
 from mt3x.tasks.codec import PipelineCodec, get_pipeline_codec
 from mt3x.tasks.sources import InMemoryDataSource, SlakhDataSource
@@ -82,7 +83,7 @@ def _train_preprocessors(task_name: str, pcodec: PipelineCodec, *, inputs: str,
                          max_examples_per_mix: int | None, program_granularity: str,
                          in_memory_cache: bool, mt3_exact_merge: bool) -> list:
     chain = [
-        functools.partial(pp.tokenize_transcription_example, tokenize_fn=pcodec.tokenize,
+        functools.partial(pp.tokenize_transcription_example, config=pcodec.config,
                           is_training_data=True, counter_key=task_name),
         functools.partial(pp.split_frames, max_frames=pp.MAX_NUM_CACHED_FRAMES),
     ]
@@ -111,7 +112,7 @@ def _train_preprocessors(task_name: str, pcodec: PipelineCodec, *, inputs: str,
 
 def _eval_preprocessors(task_name: str, pcodec: PipelineCodec, *, inputs: str) -> list:
     chain = [
-        functools.partial(pp.tokenize_transcription_example, tokenize_fn=pcodec.tokenize,
+        functools.partial(pp.tokenize_transcription_example, config=pcodec.config,
                           is_training_data=False, counter_key=task_name),
         seqio.CacheDatasetPlaceholder(),
         pp.add_unique_id,
@@ -165,8 +166,8 @@ def register_transcription_tasks(
     Returns:
       {'train': name, 'eval_train': ..., 'validation': ..., 'test': ..., 'eval': mixture}.
     """
-    if inputs not in ("frames", "log_mel"):
-        raise TaskConfigError(f"inputs={inputs!r}; expected 'frames' or 'log_mel'")
+    if inputs not in INPUT_MODES:
+        raise TaskConfigError(f"inputs={inputs!r}; expected one of {INPUT_MODES}")
     pcodec = get_pipeline_codec(vocab)
     granularity = program_granularity or pcodec.program_granularity
     prefix = f"{name}_notes" + ("_ties" if pcodec.use_ties else "")

@@ -6,10 +6,11 @@ Each source example is one track:
   track_id  string        e.g. 'Track00001'
   id        string        '<split>/<track_id>' (sequence id)
 
-Programs follow MT3's Slakh tokenizer by default: each stem's `inst_class` is mapped to one
-program (`SLAKH_CLASS_PROGRAMS`; 'Drums' -> drum track), sustain pedal applied per stem, pitch
-bends ignored, only stems whose audio is in the mix (`audio_rendered`). `program_source='midi'`
-keeps each stem's own `program` from metadata instead.
+The NoteSequence is `mt3x.data.slakh.track_note_sequence` (the one builder, shared with the
+evaluation references): MT3's Slakh tokenizer by default, each stem's `inst_class` mapped to one
+program ('Drums' -> drum track), sustain pedal applied per stem, pitch bends ignored, only stems
+whose audio is in the mix (`audio_rendered`). `program_source='midi'` keeps each stem's own
+`program` from metadata instead.
 """
 
 from __future__ import annotations
@@ -18,77 +19,24 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
-import note_seq
 import numpy as np
 import seqio
 import tensorflow as tf
 
-from mt3x.data.instruments import SLAKH_CLASS_PROGRAMS  # noqa: F401  (re-exported)
+from mt3x.audio.mt3_config import MT3_SPECTROGRAM_CONFIG
+from mt3x.data.slakh import PROGRAM_SOURCES, SlakhTrack, read_split, track_note_sequence
 from mt3x.errors import Mt3xError
 
 log = logging.getLogger(__name__)
-
-SAMPLE_RATE = 16000
-
 
 
 class TaskSourceError(Mt3xError):
     """A dataset folder or split cannot serve as a task source."""
 
 
-def stem_program(stem, program_source: str = "slakh_class") -> tuple[int, bool]:
-    """(program, is_drum) of a stem: MT3's class map, or the stem's own MIDI program.
-
-    A class missing from the map falls back to the stem's metadata program (MT3 would raise).
-    """
-    if program_source == "midi":
-        return int(stem.program), bool(stem.is_drum)
-    if program_source != "slakh_class":
-        raise TaskSourceError(f"program_source {program_source!r}; expected 'slakh_class' or "
-                              "'midi'")
-    if stem.is_drum or stem.inst_class == "Drums":
-        return 0, True
-    if stem.inst_class in SLAKH_CLASS_PROGRAMS:
-        return SLAKH_CLASS_PROGRAMS[stem.inst_class], False
-    return int(stem.program), False
-
-
-def track_note_sequence(track, program_source: str = "slakh_class") -> note_seq.NoteSequence:
-    """All rendered stems of a track in one NoteSequence (sustain applied per stem).
-
-    Instruments are numbered as MT3's `assign_instruments`: non-drum programs by first
-    appearance, skipping 9; drums on 9.
-    """
-    ns = note_seq.NoteSequence(ticks_per_quarter=220)
-    for stem in track.stems:
-        if not getattr(stem, "audio_rendered", True) or stem.midi_path is None:
-            continue
-        program, is_drum = stem_program(stem, program_source)
-        stem_ns = note_seq.apply_sustain_control_changes(track.stem_note_sequence(stem.name))
-        for note in stem_ns.notes:
-            added = ns.notes.add()
-            added.CopyFrom(note)
-            added.program = program
-            added.is_drum = is_drum
-            ns.total_time = max(ns.total_time, note.end_time)
-    instruments: dict[int, int] = {}
-    for note in ns.notes:
-        if note.is_drum:
-            note.instrument = 9
-            continue
-        if note.program not in instruments:
-            k = len(instruments)
-            instruments[note.program] = k if k < 9 else k + 1
-        note.instrument = instruments[note.program]
-    ns.id = str(track.track_id)
-    return ns
-
-
-def list_tracks(root: str | Path, split: str) -> list:
-    """The tracks of `root/split/Track*` (mt3x.data.slakh.read_split)."""
-    from mt3x.data import slakh  # the reader lives in mt3x.data
-
-    return list(slakh.read_split(Path(root), split))
+def list_tracks(root: str | Path, split: str) -> list[SlakhTrack]:
+    """The tracks of `root/split/Track*` (`mt3x.data.slakh.read_split`)."""
+    return list(read_split(Path(root), split))
 
 
 class SlakhDataSource(seqio.DataSource):
@@ -107,6 +55,9 @@ class SlakhDataSource(seqio.DataSource):
 
     def __init__(self, root: str | Path, split_folders: dict[str, str] | None = None,
                  program_source: str = "slakh_class"):
+        if program_source not in PROGRAM_SOURCES:
+            raise TaskSourceError(f"program_source {program_source!r}; expected one of "
+                                  f"{PROGRAM_SOURCES}")
         self._root = Path(root)
         self._split_folders = dict(split_folders or {
             "train": "train", "validation": "validation", "test": "test",
@@ -149,8 +100,9 @@ class SlakhDataSource(seqio.DataSource):
     def load_example(self, split: str, index: int) -> tuple[np.ndarray, bytes, str, str]:
         """(audio f32[samples] @ 16 kHz, serialized NoteSequence, track id, sequence id)."""
         track = self.tracks(split)[index]
-        audio = np.asarray(track.load_mix(sample_rate=SAMPLE_RATE), np.float32).reshape(-1)
-        ns = track_note_sequence(track, self._program_source)
+        audio = np.asarray(track.load_mix(sample_rate=MT3_SPECTROGRAM_CONFIG.sample_rate),
+                           np.float32).reshape(-1)
+        ns = track_note_sequence(track, program_source=self._program_source)
         folder = self._split_folders[split]
         return audio, ns.SerializeToString(), str(track.track_id), f"{folder}/{track.track_id}"
 

@@ -15,10 +15,8 @@ import seqio
 import tensorflow as tf
 
 from mt3x.codec import vocabulary as codec_vocabulary
-
-NUM_SPECIAL_TOKENS = 3
-DECODED_EOS_ID = -1
-DECODED_INVALID_ID = -2
+from mt3x.codec.vocabulary import (DECODED_EOS_ID, DECODED_INVALID_ID, EOS_ID,
+                                   NUM_SPECIAL_TOKENS, PAD_ID, UNK_ID)
 
 
 class CodecVocabulary(seqio.Vocabulary):
@@ -44,15 +42,15 @@ class CodecVocabulary(seqio.Vocabulary):
 
     @property
     def eos_id(self) -> int:
-        return 1
+        return EOS_ID
 
     @property
     def unk_id(self) -> int:
-        return 2
+        return UNK_ID
 
     @property
     def pad_id(self) -> int:
-        return 0
+        return PAD_ID
 
     @property
     def num_classes(self) -> int:

@@ -82,6 +82,49 @@ def run_evaluation(*, step: int, params: Any, eval_data: Any, eval_step: Any,
     return results
 
 
+@dataclasses.dataclass(frozen=True)
+class _LoopSettings:
+    """What the loop does at each step (the arguments of `train` it needs)."""
+
+    num_steps: int
+    batch_size: int | None
+    eval_every_steps: int
+    eval_max_batches: int | None
+    log_every_steps: int
+    nonfinite_policy: str
+    checkpoint: CheckpointOptions
+    gin_config: str
+
+
+@dataclasses.dataclass
+class _Progress:
+    """The loop's mutable record: the state, what was measured, and the last timing point."""
+
+    state: TrainState
+    history: LossHistory
+    eval_losses: dict[int, float]
+    last_time: float
+    last_step: int
+    losses: dict[int, float] = dataclasses.field(default_factory=dict)
+    eval_history: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
+    pending: tuple[int, Any] | None = None  # (step, device metrics) not read back yet
+
+
+@dataclasses.dataclass(frozen=True)
+class _Evaluation:
+    """What an evaluation needs besides the params (None/empty parts are skipped)."""
+
+    eval_data: Any
+    eval_step: Any
+    evaluators: Sequence[Evaluator]
+    partitioner: Partitioner
+    max_batches: int | None
+
+    @property
+    def enabled(self) -> bool:
+        return self.eval_data is not None or bool(self.evaluators)
+
+
 def train(
     *,
     model: Model,
@@ -139,131 +182,220 @@ def train(
       TrainerError (and subclasses): bad arguments, data that runs out, batch sizes that do not
         divide over the devices, NaN/Inf under 'raise', unusable checkpoints.
     """
-    if nonfinite_policy not in steps_lib.NONFINITE_POLICIES:
-        raise TrainerError(f"nonfinite_policy must be one of {steps_lib.NONFINITE_POLICIES}, "
-                           f"got {nonfinite_policy!r}")
-    if num_steps < 1 or eval_every_steps < 0 or log_every_steps < 1:
-        raise TrainerError(f"need num_steps >= 1, eval_every_steps >= 0, log_every_steps >= 1; got "
-                           f"{num_steps}, {eval_every_steps}, {log_every_steps}")
+    settings = _LoopSettings(num_steps=num_steps, batch_size=batch_size,
+                             eval_every_steps=eval_every_steps,
+                             eval_max_batches=eval_max_batches, log_every_steps=log_every_steps,
+                             nonfinite_policy=nonfinite_policy, checkpoint=checkpoint,
+                             gin_config=gin_config)
+    _check_settings(settings)
     workdir = Path(workdir).absolute()
     partitioner = partitioner or Partitioner()
     optimizer = optimizer if optimizer is not None else adafactor_mt3()
-    lead = jax.process_index() == 0
-    if lead and gin_config:
-        workdir.mkdir(parents=True, exist_ok=True)
-        with atomic_path(workdir / "operative_config.gin") as tmp:
-            tmp.write_text(gin_config)
-
+    _write_operative_config(workdir, gin_config)
     checkpointer = Checkpointer(workdir / "checkpoints", checkpoint)
     reporter: RunReporter | None = None
     try:
         source = as_batch_source(train_data, seed=seed)
-        resume_step = checkpointer.latest_step()
-        meta: dict[str, Any] = {}
-        if resume_step is not None:
-            data_state, meta = checkpointer.read_data_and_meta(resume_step)
-            source.set_state(data_state)
+        meta = _restore_data_position(checkpointer, source)
         batches = iter(source)
-        first = next(batches, None)
-        if first is None:
-            raise TrainerError("the training data yielded no batches")
-        _check_batch(first, batch_size, partitioner)
-
+        first = _first_batch(batches, settings, partitioner)
         abstract = abstract_train_state(model=model, optimizer=optimizer,
                                         partitioner=partitioner, batch=first)
-        if resume_step is not None:
-            state, _, meta = checkpointer.restore(abstract, resume_step)
-            log.info("resumed from %s at step %d", checkpointer.directory, resume_step)
-        else:
-            params = None
-            if init_params_from is not None:
-                params = restore_params(init_params_from, abstract.params)
-            state = create_train_state(model=model, optimizer=optimizer, partitioner=partitioner,
-                                       batch=first, seed=seed, params=params)
-        start_step = int(jax.device_get(state.step))
-        history = LossHistory.from_json(meta.get("loss_history"))
-        history.truncate(start_step)
-        eval_losses = {int(k): v for k, v in meta.get("eval_loss_points", {}).items()
-                       if int(k) <= start_step}
-
+        state, meta = _resume_or_init(
+            checkpointer, abstract, meta, model=model, optimizer=optimizer,
+            partitioner=partitioner, first=first, seed=seed, init_params_from=init_params_from)
+        progress = _start_progress(state, meta)
         step_fn = steps_lib.jit_train_step(
             steps_lib.train_step_fn(model, optimizer, learning_rate_fn), partitioner, abstract)
-        evaluate = eval_data is not None or bool(evaluators)
-        eval_step = (steps_lib.jit_eval_step(model, partitioner,
-                                             jax.tree.map(lambda a: a.sharding, abstract.params))
-                     if eval_data is not None else None)
+        evaluation = _Evaluation(
+            eval_data=eval_data, evaluators=evaluators, partitioner=partitioner,
+            max_batches=eval_max_batches,
+            eval_step=(steps_lib.jit_eval_step(model, partitioner,
+                                               jax.tree.map(lambda a: a.sharding,
+                                                            abstract.params))
+                       if eval_data is not None else None))
+        start_step = progress.last_step
         reporter = RunReporter(workdir, num_steps=num_steps, start_step=start_step,
                                show_progress=show_progress, tensorboard=tensorboard)
-        losses: dict[int, float] = {}
-        eval_history: dict[int, dict[str, float]] = {}
         stream: Iterator = itertools.chain([first], batches)
-        last_time, last_step = time.perf_counter(), start_step
-
-        def report(step: int, device_metrics: Any) -> None:
-            nonlocal last_time, last_step
-            metrics = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
-            losses[step] = metrics["loss"]
-            history.add(step, metrics["loss"])
-            if metrics["nonfinite"] and nonfinite_policy == "raise":
-                raise NonFiniteLossError(
-                    f"step {step}: non-finite loss {metrics['loss']} or gradient norm "
-                    f"{metrics['grad_norm']}; the update was not applied and the run stops "
-                    f"(nonfinite_policy='raise'; 'skip' would drop such steps and continue)")
-            write = step % log_every_steps == 0 or step == num_steps
-            if write:
-                now = time.perf_counter()
-                metrics["steps_per_sec"] = (step - last_step) / max(now - last_time, 1e-9)
-                last_time, last_step = now, step
-            reporter.train_step(step, metrics, write=write)
-
-        pending: tuple[int, Any] | None = None
+        progress.last_time = time.perf_counter()
         with partitioner.activate():
             for step in range(start_step + 1, num_steps + 1):
-                local_batch = next(stream, None)
-                if local_batch is None:
-                    raise TrainerError(
-                        f"the training data ran out at step {step} of {num_steps}; make the "
-                        "source repeat (e.g. loop over epochs) or lower num_steps")
-                _check_batch(local_batch, batch_size, partitioner)
-                state, metrics = step_fn(state, partitioner.make_global_batch(local_batch))
-                if pending is not None:  # read the previous step while this one runs
-                    report(*pending)
-                pending = (step, metrics)
-                is_last = step == num_steps
-                do_eval = evaluate and (is_last or (eval_every_steps and
-                                                    step % eval_every_steps == 0))
-                do_save = is_last or step % checkpoint.save_every_steps == 0 or (
-                    do_eval and checkpoint.keep_best > 0)
+                _train_step(progress, step_fn, stream, step, settings, partitioner, reporter)
+                do_eval, do_save = _due(step, settings, evaluation.enabled)
                 if not (do_eval or do_save):
                     continue
-                report(*pending)
-                pending = None
-                results = None
-                if do_eval:
-                    results = run_evaluation(
-                        step=step, params=state.params, eval_data=eval_data, eval_step=eval_step,
-                        evaluators=evaluators, partitioner=partitioner,
-                        eval_max_batches=eval_max_batches)
-                    eval_history[step] = results
-                    if "eval/loss" in results:
-                        eval_losses[step] = results["eval/loss"]
-                    reporter.eval_results(step, results)
+                _flush_report(progress, settings, reporter)
+                results = _evaluate(progress, step, evaluation, reporter) if do_eval else None
                 if do_save:
-                    checkpointer.save(state, data_state=source.get_state(), metrics=results, meta={
-                        "gin_config": gin_config, "loss_history": history.to_json(),
-                        "eval_loss_points": {str(k): v for k, v in eval_losses.items()}})
-            if pending is not None:
-                report(*pending)
+                    _save(checkpointer, progress, source, results, settings)
+            _flush_report(progress, settings, reporter)
         checkpointer.wait()
-        if lead and history.steps:
-            plot_loss_curve(history, workdir / "loss_curve.png", eval_losses)
-        return TrainResult(state=state, losses=losses, eval_history=eval_history,
-                           nonfinite_steps=int(jax.device_get(state.nonfinite_steps)),
+        _plot(workdir, progress)
+        return TrainResult(state=progress.state, losses=progress.losses,
+                           eval_history=progress.eval_history,
+                           nonfinite_steps=int(jax.device_get(progress.state.nonfinite_steps)),
                            workdir=workdir)
     finally:
         checkpointer.close()
         if reporter is not None:
             reporter.close()
+
+
+def _check_settings(settings: _LoopSettings) -> None:
+    """Raises TrainerError for a policy or step counts `train` cannot use."""
+    if settings.nonfinite_policy not in steps_lib.NONFINITE_POLICIES:
+        raise TrainerError(f"nonfinite_policy must be one of {steps_lib.NONFINITE_POLICIES}, "
+                           f"got {settings.nonfinite_policy!r}")
+    if settings.num_steps < 1 or settings.eval_every_steps < 0 or settings.log_every_steps < 1:
+        raise TrainerError(f"need num_steps >= 1, eval_every_steps >= 0, log_every_steps >= 1; got "
+                           f"{settings.num_steps}, {settings.eval_every_steps}, "
+                           f"{settings.log_every_steps}")
+
+
+def _write_operative_config(workdir: Path, gin_config: str) -> None:
+    """Writes `<workdir>/operative_config.gin` (process 0, when there is a config)."""
+    if jax.process_index() == 0 and gin_config:
+        workdir.mkdir(parents=True, exist_ok=True)
+        with atomic_path(workdir / "operative_config.gin") as tmp:
+            tmp.write_text(gin_config)
+
+
+def _restore_data_position(checkpointer: Checkpointer, source: Any) -> dict[str, Any]:
+    """Moves `source` to the data position of the latest checkpoint (when there is one);
+    returns that checkpoint's metadata ({} for a fresh run)."""
+    resume_step = checkpointer.latest_step()
+    if resume_step is None:
+        return {}
+    data_state, meta = checkpointer.read_data_and_meta(resume_step)
+    source.set_state(data_state)
+    return meta
+
+
+def _first_batch(batches: Iterator, settings: _LoopSettings,
+                 partitioner: Partitioner) -> Mapping[str, Any]:
+    """The first per-host batch (it also shapes the abstract state), checked."""
+    first = next(batches, None)
+    if first is None:
+        raise TrainerError("the training data yielded no batches")
+    _check_batch(first, settings.batch_size, partitioner)
+    return first
+
+
+def _resume_or_init(checkpointer: Checkpointer, abstract: TrainState, meta: dict[str, Any], *,
+                    model: Model, optimizer: optax.GradientTransformation,
+                    partitioner: Partitioner, first: Mapping[str, Any], seed: int,
+                    init_params_from: str | Path | None) -> tuple[TrainState, dict[str, Any]]:
+    """(state, metadata): restored from the latest checkpoint, else freshly initialised (with
+    params from `init_params_from` when given)."""
+    resume_step = checkpointer.latest_step()
+    if resume_step is not None:
+        state, _, meta = checkpointer.restore(abstract, resume_step)
+        log.info("resumed from %s at step %d", checkpointer.directory, resume_step)
+        return state, meta
+    params = None
+    if init_params_from is not None:
+        params = restore_params(init_params_from, abstract.params)
+    state = create_train_state(model=model, optimizer=optimizer, partitioner=partitioner,
+                               batch=first, seed=seed, params=params)
+    return state, meta
+
+
+def _start_progress(state: TrainState, meta: Mapping[str, Any]) -> _Progress:
+    """The loop's record at the start step: loss history and eval-loss points up to it."""
+    start_step = int(jax.device_get(state.step))
+    history = LossHistory.from_json(meta.get("loss_history"))
+    history.truncate(start_step)
+    eval_losses = {int(k): v for k, v in meta.get("eval_loss_points", {}).items()
+                   if int(k) <= start_step}
+    return _Progress(state=state, history=history, eval_losses=eval_losses,
+                     last_time=time.perf_counter(), last_step=start_step)
+
+
+def _train_step(progress: _Progress, step_fn: Any, stream: Iterator, step: int,
+                settings: _LoopSettings, partitioner: Partitioner,
+                reporter: RunReporter) -> None:
+    """Runs step `step` on the next batch; reads back the previous step's metrics while this
+    one runs (its own become `progress.pending`)."""
+    local_batch = next(stream, None)
+    if local_batch is None:
+        raise TrainerError(
+            f"the training data ran out at step {step} of {settings.num_steps}; make the "
+            "source repeat (e.g. loop over epochs) or lower num_steps")
+    _check_batch(local_batch, settings.batch_size, partitioner)
+    progress.state, metrics = step_fn(progress.state, partitioner.make_global_batch(local_batch))
+    _flush_report(progress, settings, reporter)
+    progress.pending = (step, metrics)
+
+
+def _due(step: int, settings: _LoopSettings, evaluate: bool) -> tuple[bool, bool]:
+    """(evaluate now, save now) after step `step`: at the end, on the eval / save intervals,
+    and after every evaluation when best checkpoints compete."""
+    is_last = step == settings.num_steps
+    every = settings.eval_every_steps
+    do_eval = evaluate and (is_last or bool(every and step % every == 0))
+    options = settings.checkpoint
+    do_save = is_last or step % options.save_every_steps == 0 or (
+        do_eval and options.keep_best > 0)
+    return do_eval, do_save
+
+
+def _flush_report(progress: _Progress, settings: _LoopSettings, reporter: RunReporter) -> None:
+    """Reads back and reports the pending step's metrics (if any)."""
+    if progress.pending is not None:
+        step, device_metrics = progress.pending
+        progress.pending = None
+        _report(progress, step, device_metrics, settings, reporter)
+
+
+def _report(progress: _Progress, step: int, device_metrics: Any, settings: _LoopSettings,
+            reporter: RunReporter) -> None:
+    """Records step `step`'s loss, enforces the non-finite policy, and writes the train scalars
+    (with steps/s) every `log_every_steps` steps and at the end."""
+    metrics = {k: float(v) for k, v in jax.device_get(device_metrics).items()}
+    progress.losses[step] = metrics["loss"]
+    progress.history.add(step, metrics["loss"])
+    if metrics["nonfinite"] and settings.nonfinite_policy == "raise":
+        raise NonFiniteLossError(
+            f"step {step}: non-finite loss {metrics['loss']} or gradient norm "
+            f"{metrics['grad_norm']}; the update was not applied and the run stops "
+            f"(nonfinite_policy='raise'; 'skip' would drop such steps and continue)")
+    write = step % settings.log_every_steps == 0 or step == settings.num_steps
+    if write:
+        now = time.perf_counter()
+        metrics["steps_per_sec"] = (step - progress.last_step) / max(now - progress.last_time,
+                                                                       1e-9)
+        progress.last_time, progress.last_step = now, step
+    reporter.train_step(step, metrics, write=write)
+
+
+def _evaluate(progress: _Progress, step: int, evaluation: _Evaluation,
+              reporter: RunReporter) -> dict[str, float]:
+    """Evaluates the current params, records and reports the results."""
+    results = run_evaluation(
+        step=step, params=progress.state.params, eval_data=evaluation.eval_data,
+        eval_step=evaluation.eval_step, evaluators=evaluation.evaluators,
+        partitioner=evaluation.partitioner, eval_max_batches=evaluation.max_batches)
+    progress.eval_history[step] = results
+    if "eval/loss" in results:
+        progress.eval_losses[step] = results["eval/loss"]
+    reporter.eval_results(step, results)
+    return results
+
+
+def _save(checkpointer: Checkpointer, progress: _Progress, source: Any,
+          results: Mapping[str, float] | None, settings: _LoopSettings) -> None:
+    """Saves the state, the data position and the run's metadata (gin config, loss history,
+    eval-loss points); `results` let the checkpoint compete for best."""
+    checkpointer.save(progress.state, data_state=source.get_state(), metrics=results, meta={
+        "gin_config": settings.gin_config, "loss_history": progress.history.to_json(),
+        "eval_loss_points": {str(k): v for k, v in progress.eval_losses.items()}})
+
+
+def _plot(workdir: Path, progress: _Progress) -> None:
+    """Writes `<workdir>/loss_curve.png` (process 0, when any loss was recorded)."""
+    if jax.process_index() == 0 and progress.history.steps:
+        plot_loss_curve(progress.history, workdir / "loss_curve.png", progress.eval_losses)
 
 
 def _check_batch(local_batch: Mapping[str, Any], batch_size: int | None,

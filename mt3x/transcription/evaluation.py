@@ -1,10 +1,10 @@
 """Transcription metrics of a model on whole files: the evaluator used for best-k checkpoints.
 
-The files of an inference-evaluation task (`mt3x.tasks.registry`, e.g. `slakh_notes_ties_vb1_validation`)
-are cut into consecutive 256-frame segments, decoded in fixed-size batches (one jitted predict,
-see `mt3x.transcription.inference.SegmentDecoder`), stitched per file into one NoteSequence and scored against
-the file's reference notes with MT3's metrics (`mt3x.transcription.metrics.transcription_metrics`), averaged
-over files as MT3 does.
+The files of an inference-evaluation task (`mt3x.tasks.registry`, e.g.
+`slakh_notes_ties_vb1_validation`) are cut into consecutive 256-frame segments, decoded in
+fixed-size batches (one jitted predict, see `mt3x.transcription.decoder.SegmentDecoder`), stitched
+per file into one NoteSequence and scored against the file's reference notes with MT3's metrics
+(`mt3x.transcription.metrics.transcription_metrics`), averaged over files as MT3 does.
 
 `TranscriptionEvaluator` is an `(params, step) -> {name: value}` callable for `mt3x.trainer.train`
 (`evaluators=[...]`); its short metric names (`SHORT_METRIC_NAMES`) become 'eval/<name>', e.g.
@@ -22,7 +22,11 @@ import note_seq
 import numpy as np
 
 from mt3x.errors import Mt3xError
-from mt3x.transcription.inference import FRAMES_PER_SEGMENT, HOP_WIDTH, SegmentDecoder, tokens_to_notes
+from mt3x.audio.mt3_config import MT3_SPECTROGRAM_CONFIG
+from mt3x.tasks import registry as task_registry
+from mt3x.transcription.decoder import SegmentDecoder
+from mt3x.transcription.metrics import average_metrics, transcription_metrics
+from mt3x.transcription.notes import tokens_to_notes
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +88,10 @@ def _text(value: Any) -> str:
 
 
 def group_segments(segments: Sequence[Mapping[str, Any]], *, max_files: int | None = None,
-                   frames_per_segment: int = FRAMES_PER_SEGMENT) -> list[EvalFile]:
-    """Groups eval-task segments (`mt3x.tasks.registry.eval_segments` dicts) into files, in file order.
+                   frames_per_segment: int = MT3_SPECTROGRAM_CONFIG.frames_per_segment
+                   ) -> list[EvalFile]:
+    """Groups eval-task segments (`mt3x.tasks.registry.eval_segments` dicts) into files, in
+    file order.
 
     Args:
       segments: dicts with inputs f32[<=256, 128], start_time, segment_index, id or track_id,
@@ -108,11 +114,12 @@ def group_segments(segments: Sequence[Mapping[str, Any]], *, max_files: int | No
         if int(first["segment_index"]) != 0 or not first["sequence"]:
             raise EvaluationError(f"eval file {key}: segment 0 with the reference is missing")
         depth = np.asarray(first["inputs"]).shape[-1]
-        if depth != HOP_WIDTH:
+        hop = MT3_SPECTROGRAM_CONFIG.hop_width
+        if depth != hop:
             raise EvaluationError(
                 f"eval file {key}: inputs have depth {depth}; the transcription evaluator needs "
-                f"raw sample frames ({HOP_WIDTH}), i.e. tasks registered with inputs='frames'")
-        frames = np.zeros((len(segs), frames_per_segment, HOP_WIDTH), np.float32)
+                f"raw sample frames ({hop}), i.e. tasks registered with inputs='frames'")
+        frames = np.zeros((len(segs), frames_per_segment, hop), np.float32)
         lengths = np.zeros(len(segs), np.int32)
         for i, seg in enumerate(segs):
             x = np.asarray(seg["inputs"], np.float32)
@@ -126,15 +133,14 @@ def group_segments(segments: Sequence[Mapping[str, Any]], *, max_files: int | No
 
 
 def load_eval_files(task_name: str, *, split: str = "eval", max_files: int | None = None,
-                    frames_per_segment: int = FRAMES_PER_SEGMENT) -> list[EvalFile]:
+                    frames_per_segment: int = MT3_SPECTROGRAM_CONFIG.frames_per_segment
+                    ) -> list[EvalFile]:
     """The files of a registered inference-evaluation task (see `group_segments`).
 
     Raises:
       EvaluationError: the task yields no files.
     """
-    from mt3x.tasks import registry as tasks
-
-    files = group_segments(tasks.eval_segments(task_name, split), max_files=max_files,
+    files = group_segments(task_registry.eval_segments(task_name, split), max_files=max_files,
                            frames_per_segment=frames_per_segment)
     if not files:
         raise EvaluationError(f"eval task {task_name!r} (split {split!r}) has no files")
@@ -183,8 +189,6 @@ class TranscriptionEvaluator:
 
     def evaluate_files(self, params: Any) -> list[FileResult]:
         """Decodes every file and scores it; returns per-file results."""
-        from mt3x.transcription.metrics import transcription_metrics
-
         files = self.files
         tokens = self.decoder.decode(params, np.concatenate([f.frames for f in files]),
                                      np.concatenate([f.valid_frames for f in files]))
@@ -202,8 +206,6 @@ class TranscriptionEvaluator:
     def scores(self, params: Any) -> dict[str, float]:
         """MT3-named metrics averaged over files, plus 'Invalid events' / 'Dropped events'
         (per file) and 'Estimated notes' (per file)."""
-        from mt3x.transcription.metrics import average_metrics
-
         results = self.evaluate_files(params)
         self.last_results = results
         scores = average_metrics(r.metrics for r in results)

@@ -1,6 +1,6 @@
 """Notes -> files a person opens: multi-track MIDI (named General MIDI instruments, drums on
-channel 10) and a piano-roll PNG of an estimate without a reference (`mt3x.transcription.pianoroll` draws one
-against a reference)."""
+channel 10) and a piano-roll PNG of an estimate without a reference
+(`mt3x.transcription.pianoroll` draws one against a reference)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ from typing import Any
 
 import note_seq
 import numpy as np
+import pretty_midi
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
 
 from mt3x.util.files import atomic_path
 
 
 def instrument_name(program: int, is_drum: bool) -> str:
     """General MIDI name of a program ('Drums' for drum tracks)."""
-    import pretty_midi
-
     return "Drums" if is_drum else pretty_midi.program_to_instrument_name(int(program))
 
 
@@ -27,8 +29,6 @@ def note_sequence_to_pretty_midi(ns: note_seq.NoteSequence) -> Any:
     pretty_midi writes drum instruments on MIDI channel 10 (index 9) and gives the others the
     remaining channels.
     """
-    import pretty_midi
-
     pm = pretty_midi.PrettyMIDI(resolution=220, initial_tempo=120.0)
     tracks: dict[tuple[bool, int], Any] = {}
     for note in sorted(ns.notes, key=lambda n: (n.start_time, n.pitch)):
@@ -56,10 +56,6 @@ def write_midi(ns: note_seq.NoteSequence, path: str | os.PathLike) -> Path:
 def plot_notes(ns: note_seq.NoteSequence, path: str | os.PathLike, *,
                title: str | None = None) -> Path:
     """Piano roll of an estimate without a reference: one colour per instrument (PNG)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch, Rectangle
-
     fig = Figure(figsize=(12, 5), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.subplots()

@@ -19,6 +19,10 @@ import mir_eval
 import note_seq
 import numpy as np
 import pretty_midi
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from mt3x.codec.vocabulary import program_map_fn
 from mt3x.util.files import atomic_path
@@ -108,7 +112,6 @@ def match_tracks(ref_ns: note_seq.NoteSequence, est_ns: note_seq.NoteSequence,
 
 
 def _draw_notes(ax, intervals, pitches, mask, **style) -> None:
-    from matplotlib.patches import Rectangle
     for (start, end), pitch in zip(intervals[mask], pitches[mask]):
         ax.add_patch(Rectangle((start, pitch - 0.4), max(end - start, 0.01), 0.8, **style))
 
@@ -126,11 +129,6 @@ def plot_transcription(ref_ns: note_seq.NoteSequence, est_ns: note_seq.NoteSeque
       title: figure title.
       max_tracks: panels drawn at most (tracks with most notes first); None for all.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Patch
-    from matplotlib.ticker import MaxNLocator
-
     tracks = match_tracks(ref_ns, est_ns, granularity)
     shown = tracks
     if max_tracks is not None and len(tracks) > max_tracks:

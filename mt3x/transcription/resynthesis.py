@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from mt3x.audio.io import write_audio
+from mt3x.data.render import render_instrument
 from mt3x.transcription.midi_output import note_sequence_to_pretty_midi
 
 MIX_NAME = "mix"
@@ -63,8 +64,6 @@ def render_stems(note_sequence: Any, out_dir: str | os.PathLike, *, num_samples:
     Raises:
       RenderError: missing/invalid soundfont, or one without a transcribed program.
     """
-    from mt3x.data.render import render_instrument
-
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples}")
     tracks = note_sequence_to_pretty_midi(note_sequence).instruments

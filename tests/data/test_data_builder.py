@@ -85,7 +85,7 @@ def test_reader_round_trips_builder(same_piece, midi_dir):
         assert all(s.shape == mix.shape for s in stems)
         np.testing.assert_array_equal(mix, np.sum(stems, axis=0))  # exact: integer sum of int16 stems
         assert 0.5 < np.abs(mix).max() <= 10 ** (-1 / 20) + 1e-4
-        sequence = track.note_sequence()
+        sequence = track.note_sequence(program_source="midi")
         for index, (stem, inst) in enumerate(zip(track.stems, source.instruments)):
             got = sorted((n.pitch, round(n.start_time, 3), round(n.end_time, 3))
                          for n in sequence.notes if n.instrument == index)

@@ -10,6 +10,7 @@ import yaml
 
 from mt3x.audio.io import quantize_pcm16, write_audio
 from mt3x.cli import data as data_cli
+from mt3x.data.midi import MidiReadError
 from mt3x.data.slakh import DatasetError, read_split, read_track
 from tests.data.conftest import scale, write_piece
 
@@ -83,8 +84,10 @@ def test_real_slakh_layout_reads(tmp_path):
     assert track.load_mix(sample_rate=16000).shape == (8000,)
     with pytest.raises(DatasetError, match="S02 has no audio"):
         track.load_stem("S02")
-    sequence = track.note_sequence()
-    assert {(n.instrument, n.program, n.is_drum) for n in sequence.notes} == {(0, 30, False), (1, 128, True)}
+    sequence = track.note_sequence()  # MT3's training programs: drums on program 0 ...
+    assert {(n.instrument, n.program, n.is_drum) for n in sequence.notes} == {(0, 30, False), (1, 0, True)}
+    metadata_programs = track.note_sequence(program_source="midi")  # ... or metadata's
+    assert {(n.program, n.is_drum) for n in metadata_programs.notes} == {(30, False), (128, True)}
     full = track.note_sequence(include_unrendered=True)
     assert {(n.instrument, n.program) for n in full.notes if n.instrument == 2} == {(2, 33)}
     assert len(track.stem_note_sequence("S02").notes) == 2
@@ -169,3 +172,13 @@ def test_tfds_builder_round_trip(demo_dataset, tmp_path):
         np.testing.assert_array_equal(ex["audio"], track.load_mix())
         sequence = note_seq.NoteSequence.FromString(ex["sequence"])
         assert len(sequence.notes) == len(track.note_sequence().notes)
+
+
+def test_unreadable_stem_midi_names_the_file(tmp_path):
+    folder = make_real_track(tmp_path)
+    (folder / "MIDI" / "S00.mid").write_bytes(b"MThd not a midi file")
+    track = read_track(folder)
+    with pytest.raises(MidiReadError, match=r"MIDI/S00\.mid: not a readable MIDI file"):
+        track.note_sequence()
+    with pytest.raises(MidiReadError, match=r"MIDI/S00\.mid: not a readable MIDI file"):
+        track.stem_note_sequence("S00")

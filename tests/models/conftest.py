@@ -32,7 +32,7 @@ def make_batch():
 @pytest.fixture(scope="session")
 def tiny():
     """(model, params, batch, jitted loss) for the `tiny` config with dropout 0.1."""
-    model = Mt3Model(get_config("tiny"), inputs="spectrogram")
+    model = Mt3Model(get_config("tiny"), inputs="log_mel")
     batch = _make_batch()
     params = nn.unbox(jax.jit(model.init)(jax.random.key(0), batch))
     return model, params, batch, jax.jit(model.loss)

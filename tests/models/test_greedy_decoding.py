@@ -15,7 +15,7 @@ MAX_LEN = 32
 def setup():
     # Random tiny model; a large logit scale makes argmax decisive and outputs varied.
     model = Mt3Model(get_config("tiny", dropout_rate=0.0, num_encoder_layers=2,
-                                            num_decoder_layers=2), inputs="spectrogram",
+                                            num_decoder_layers=2), inputs="log_mel",
                      max_decode_length=MAX_LEN)
     batch = {"encoder_input_tokens":
              np.random.default_rng(0).normal(size=(3, 16, 512)).astype(np.float32)}
@@ -82,7 +82,7 @@ def test_sharded_predict_matches_one_device(setup):
     model, params, batch, _, results = setup
     rules = (("batch", "data"), ("vocab", "model"), ("mlp", "model"), ("joined_kv", "model"),
              ("heads", "model"), ("embed", None), ("kv", None), ("length", None))
-    sharded_model = Mt3Model(model.config, inputs="spectrogram", max_decode_length=MAX_LEN,
+    sharded_model = Mt3Model(model.config, inputs="log_mel", max_decode_length=MAX_LEN,
                              logical_axis_rules=rules)
     mesh = jax.make_mesh((2, 2), ("data", "model"), axis_types=(AxisType.Auto,) * 2,
                          devices=jax.devices()[:4])

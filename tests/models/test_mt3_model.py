@@ -9,6 +9,7 @@ from jax.sharding import AxisType, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import mt3x.audio
+from mt3x.errors import Mt3xError
 from mt3x.models import BatchError, Mt3Model, get_config
 from mt3x.models.losses import weighted_loss_and_metrics
 
@@ -37,7 +38,7 @@ def test_dropout_follows_rng(tiny):
 
 
 def test_a_few_sgd_steps_reduce_the_loss(make_batch):
-    model = Mt3Model(get_config("tiny", dropout_rate=0.0), inputs="spectrogram",
+    model = Mt3Model(get_config("tiny", dropout_rate=0.0), inputs="log_mel",
                      loss_normalization="mean")
     batch = make_batch(seed=1)
     params = nn.unbox(jax.jit(model.init)(jax.random.key(0), batch))
@@ -57,7 +58,7 @@ def test_a_few_sgd_steps_reduce_the_loss(make_batch):
 
 def test_bfloat16_activations(tiny):
     _, params, batch, loss_fn = tiny
-    model16 = Mt3Model(get_config("tiny", dtype="bfloat16"), inputs="spectrogram",
+    model16 = Mt3Model(get_config("tiny", dtype="bfloat16"), inputs="log_mel",
                        max_decode_length=4)
     encoded = jax.eval_shape(model16.encode, params, batch)
     assert encoded.dtype == jnp.bfloat16
@@ -77,7 +78,7 @@ def test_sharded_init_and_loss_match_one_device(tiny):
     rules = (("batch", "data"), ("vocab", "model"), ("mlp", "model"), ("joined_kv", "model"),
              ("heads", "model"), ("embed", None), ("kv", None), ("length", None))
     mesh = jax.make_mesh((4, 2), ("data", "model"), axis_types=(AxisType.Auto,) * 2)
-    model = Mt3Model(single.config, inputs="spectrogram", logical_axis_rules=rules)
+    model = Mt3Model(single.config, inputs="log_mel", logical_axis_rules=rules)
     abstract = jax.eval_shape(model.init, jax.random.key(0), batch)
     shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract), mesh, rules)
     with jax.set_mesh(mesh):
@@ -95,8 +96,8 @@ def test_audio_inputs_go_through_the_log_mel_front_end(tiny):
     """Audio mode = spectrogram mode fed with mt3x.audio.mt3_log_mel of the same frames."""
     _, params, batch, _ = tiny
     frames = 0.1 * np.random.default_rng(3).normal(size=(B, FRAMES, 128)).astype(np.float32)
-    audio_model = Mt3Model(get_config("tiny"), inputs="audio")
-    spec_model = Mt3Model(get_config("tiny"), inputs="spectrogram")
+    audio_model = Mt3Model(get_config("tiny"), inputs="frames")
+    spec_model = Mt3Model(get_config("tiny"), inputs="log_mel")
     audio_batch = {**batch, "encoder_input_tokens": frames}
     shapes = jax.eval_shape(audio_model.init, jax.random.key(0), audio_batch)
     assert shapes["encoder"]["continuous_inputs_projection"]["kernel"].value.shape == (512, 32)
@@ -118,8 +119,8 @@ def test_short_segments_get_mt3s_log_mel_with_zero_rows(tiny):
     lengths[1], lengths[2] = 5, 1
     for i in (1, 2):
         frames[i, lengths[i]:] = 0.0                    # a zero-padded last segment
-    audio_model = Mt3Model(get_config("tiny"), inputs="audio")
-    spec_model = Mt3Model(get_config("tiny"), inputs="spectrogram")
+    audio_model = Mt3Model(get_config("tiny"), inputs="frames")
+    spec_model = Mt3Model(get_config("tiny"), inputs="log_mel")
     features = np.asarray(jax.jit(audio_model.encoder_features)(frames, lengths))
     log_mel = jax.jit(mt3x.audio.mt3_log_mel)
     for i in range(B):
@@ -146,6 +147,17 @@ def test_bad_batches_name_the_field(tiny):
     with pytest.raises(BatchError, match="decoder_loss_weights"):
         model.loss(params, {k: v for k, v in batch.items() if k != "decoder_loss_weights"})
     with pytest.raises(BatchError, match=r"encoder_input_tokens.*128"):
-        Mt3Model(get_config("tiny"), inputs="audio").predict(params, batch)
+        Mt3Model(get_config("tiny"), inputs="frames").predict(params, batch)
     with pytest.raises(BatchError, match="decoder_target_tokens"):
         model.loss(params, {**batch, "decoder_target_tokens": batch["decoder_target_tokens"][:2]})
+
+
+def test_input_modes_have_one_name_set_and_old_checkpoint_names_still_load():
+    """'frames' / 'log_mel' everywhere; mt3x_model.json files saved with 'audio' /
+    'spectrogram' still build the same model."""
+    assert mt3x.audio.INPUT_MODES == ("frames", "log_mel")
+    assert Mt3Model(get_config("tiny"), inputs="audio").inputs == "frames"
+    assert Mt3Model(get_config("tiny"), inputs="spectrogram").inputs == "log_mel"
+    assert Mt3Model(get_config("tiny")).inputs == "frames"
+    with pytest.raises(Mt3xError, match=r"Mt3Model.inputs: expected one of \('frames', 'log_mel'\)"):
+        Mt3Model(get_config("tiny"), inputs="mel")

@@ -15,7 +15,7 @@ from mt3x.models.layers import MultiHeadAttention, RMSNorm, TokenEmbed
 
 
 def _abstract_params(config: T5Config):
-    model = Mt3Model(config, inputs="spectrogram")
+    model = Mt3Model(config, inputs="log_mel")
     batch = {"encoder_input_tokens": jax.ShapeDtypeStruct((1, 256, 512), jnp.float32),
              "decoder_input_tokens": jax.ShapeDtypeStruct((1, 1024), jnp.int32)}
     return jax.eval_shape(model.init, jax.random.key(0), batch)

@@ -95,7 +95,7 @@ def test_model_files_build_the_named_network(name, expected):
     model = gin_registry.Mt3Model()
     for field, value in expected.items():
         assert getattr(model.config, field) == value, field
-    assert model.inputs == "audio" and model.z_loss == pytest.approx(1e-4)
+    assert model.inputs == "frames" and model.z_loss == pytest.approx(1e-4)
     assert gin.query_parameter("VOCAB/macro.value") == ("ismir2021" if name == "ismir2021"
                                                         else "mt3")
     mt3_loss = "sum" if name in ("mt3", "ismir2021", "base") else "mean"
@@ -121,7 +121,7 @@ def test_finetune_demo_freezes_the_encoder_and_keeps_the_demo_settings():
 
 def test_a_typo_names_the_file_and_line(tmp_path):
     bad = tmp_path / "typo.gin"
-    bad.write_text("include 'experiments/demo_cpu.gin'\n\nmt3x.train_mt3.batch_szie = 4\n")
+    bad.write_text("include 'experiments/demo_cpu.gin'\n\nmt3x.runs.DataConfig.batch_szie = 4\n")
     with pytest.raises(GinConfigError) as err:
         parse_gin([bad])
     message = str(err.value)
@@ -140,30 +140,51 @@ def test_launch_flags_become_bindings_and_unbound_required_macros_are_named():
     parser = common.build_parser("test")
     args, bindings = common.parse_flags(parser, [
         "--gin_file", "experiments/demo_cpu.gin", "--gin.TRAIN_STEPS=7",
-        "--gin.mt3x.train_mt3.seed", "3", "--gin_bindings", "BATCH_SIZE = 16",
+        "--gin.mt3x.runs.Mt3TrainConfig.seed", "3", "--gin_bindings", "BATCH_SIZE = 16",
         "--workdir", "/tmp/x"])
     assert args.gin_file == ["experiments/demo_cpu.gin"] and args.workdir == "/tmp/x"
-    assert bindings == ["BATCH_SIZE = 16", "TRAIN_STEPS = 7", "mt3x.train_mt3.seed = 3"]
+    assert bindings == ["BATCH_SIZE = 16", "TRAIN_STEPS = 7",
+                        "mt3x.runs.Mt3TrainConfig.seed = 3"]
     with pytest.raises(GinConfigError, match="DATASET_ROOT|MODEL_DIR"):
         common.parse_gin_config(args.gin_file, bindings)
     gin.clear_config()
     text = common.parse_gin_config(args.gin_file, bindings + [
         "DATASET_ROOT = '/data'", f"MODEL_DIR = {common.quote('/tmp/x')}"])
     assert "TRAIN_STEPS = 7" in text
-    assert gin.query_parameter("mt3x.train_mt3.seed") == 3
+    assert gin.query_parameter("mt3x.runs.Mt3TrainConfig.seed") == 3
     assert sys.modules.get("mt3x.runs.gin_registry") is not None
 
 
-def test_demo_cpu_gin_matches_the_python_demo_settings():
-    from mt3x.runs import gin_registry
-    from mt3x.runs.mt3 import demo_cpu_settings
+def test_demo_cpu_gin_is_the_demos_training_config(tmp_path):
+    """configs/experiments/demo_cpu.gin is the demo's one home: `mt3x-demo` builds its
+    Mt3TrainConfig from it with the same bindings a user would pass to launch/train.py."""
+    from mt3x.cli.demo import demo_train_bindings
+    from mt3x.models import get_config
+    from mt3x.runs.config import Mt3TrainConfig
+    from mt3x.runs.gin_registry import load_train_config
 
-    parse_with_required_bound(["experiments/demo_cpu.gin"])
-    settings = demo_cpu_settings()
-    model = gin_registry.Mt3Model()
-    assert model.config == settings.pop("model").config
-    for name, value in settings.items():
-        bound = gin.query_parameter(f"mt3x.train_mt3.{name}")
-        if isinstance(bound, gin.config.ConfigurableReference):  # a macro
-            bound = gin.query_parameter(f"{bound.config_key[0]}/macro.value")
-        assert bound == value, name
+    config, text = load_train_config(["experiments/demo_cpu.gin"],
+                                     demo_train_bindings(tmp_path / "data", tmp_path / "run",
+                                                         seed=3, steps=None))
+    assert isinstance(config, Mt3TrainConfig) and "TRAIN_STEPS = 500" in text
+    assert (str(config.workdir), str(config.data.dataset_root), config.seed) == (
+        str(tmp_path / "run"), str(tmp_path / "data"), 3)
+    assert config.model.config == get_config("small_cpu", emb_dim=128, num_heads=4, head_dim=32,
+                                             mlp_dim=256, dropout_rate=0.0)
+    assert (config.model.loss_normalization, config.model.max_decode_length) == ("mean", 192)
+    assert (config.data.batch_size, config.data.target_length, config.data.in_memory_cache) == (
+        8, 192, True)
+    schedule = config.schedule
+    assert (schedule.num_steps, schedule.optimizer, schedule.learning_rate,
+            schedule.lr_schedule, schedule.warmup_steps, schedule.weight_decay) == (
+        500, "adamw", 3e-3, "constant", 50, 0.0)
+    assert (config.evaluation.every_steps, config.evaluation.loss_batches,
+            config.evaluation.transcription) == (250, 2, True)
+    assert (config.checkpoint.save_every_steps, config.checkpoint.keep_best,
+            config.checkpoint.best_metric, config.checkpoint.best_mode) == (
+        250, 1, "eval/multi_instrument_f1", "max")
+    assert config.report.log_every_steps == 25
+    short, _ = load_train_config(["experiments/demo_cpu.gin"],
+                                 demo_train_bindings(tmp_path, tmp_path, seed=0, steps=40))
+    assert (short.schedule.num_steps, short.evaluation.every_steps,
+            short.checkpoint.save_every_steps) == (40, 20, 20)

@@ -1,7 +1,7 @@
 """MT3 runs end to end on a tiny demo dataset through `train_mt3` / `evaluate_mt3` (what
 launch/train.py and launch/eval.py call): the loss falls, evaluation computes MT3's metrics
 (exact on an oracle), a run resumes through the gin entry point, fine-tuning restores params
-only and keeps frozen ones fixed, and bad inputs fail clearly."""
+only and keeps frozen ones fixed, and bad inputs and settings fail clearly."""
 
 from __future__ import annotations
 
@@ -18,12 +18,17 @@ import pytest
 from tests import mt3_testdata as data
 from tests.mt3_testdata import OracleModel, oracle_table, reference_notes
 from mt3x.data import DatasetError
-from mt3x.runs.mt3 import RunConfigError, evaluate_mt3, train_mt3
+from mt3x.runs.config import (DataConfig, EvalConfig, Mt3TrainConfig, RunConfigError,
+                              ScheduleConfig)
+from mt3x.runs.evaluate import evaluate_mt3
+from mt3x.runs.train import train_mt3
+from mt3x.trainer import CheckpointOptions
 from mt3x.trainer import CheckpointError, Checkpointer, ShardingError
 from mt3x.trainer.checkpoints import numpy_tree
 from mt3x.transcription.evaluation import EvalFile, TranscriptionEvaluator
 
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
+NO_EVAL = EvalConfig(transcription=False, loss_batches=0)
 
 
 # ---- the evaluator's decode -> stitch -> score path, exact on an oracle -----------------------
@@ -103,11 +108,11 @@ def test_resume_through_launch_train_continues_the_run(tmp_path_factory, tmp_pat
             f"--gin.TARGET_LENGTH={data.TINY_TARGET_LENGTH}", "--gin.OPTIMIZER='adamw'",
             "--gin.LEARNING_RATE=1e-2", "--gin.LOSS_NORMALIZATION='mean'",
             f"--gin.MAX_DECODE_LENGTH={data.TINY_DECODE_LENGTH}",
-            "--gin.mt3x.train_mt3.weight_decay=0.0", "--gin.KEEP_BEST=0",
-            "--gin.mt3x.train_mt3.transcription_eval=False",
-            "--gin.mt3x.train_mt3.eval_loss_batches=0", "--gin.EVAL_EVERY_STEPS=0",
-            "--gin.mt3x.train_mt3.show_progress=False",
-            "--gin.mt3x.train_mt3.tensorboard=False", "--workdir", str(workdir)]
+            "--gin.mt3x.runs.ScheduleConfig.weight_decay=0.0", "--gin.KEEP_BEST=0",
+            "--gin.mt3x.runs.EvalConfig.transcription=False",
+            "--gin.mt3x.runs.EvalConfig.loss_batches=0", "--gin.EVAL_EVERY_STEPS=0",
+            "--gin.mt3x.runs.ReportConfig.show_progress=False",
+            "--gin.mt3x.runs.ReportConfig.tensorboard=False", "--workdir", str(workdir)]
     try:
         assert _launch_train().main(argv) == 0
     finally:
@@ -119,7 +124,7 @@ def test_resume_through_launch_train_continues_the_run(tmp_path_factory, tmp_pat
     assert data_state["consumed"] == steps                # the data position continued
     assert meta["loss_history"]["steps"] == list(range(1, steps + 1))  # history of both calls
     assert f"TRAIN_STEPS = {steps}" in meta["gin_config"]  # the operative config, per checkpoint
-    assert "train_mt3.workdir = %MODEL_DIR" in (workdir / "operative_config.gin").read_text()
+    assert "Mt3TrainConfig.workdir = %MODEL_DIR" in (workdir / "operative_config.gin").read_text()
 
 
 def test_finetune_restores_params_only_and_frozen_params_do_not_move(tmp_path_factory,
@@ -128,11 +133,12 @@ def test_finetune_restores_params_only_and_frozen_params_do_not_move(tmp_path_fa
     # A different dataset: the held-out test track as the only training track.
     other = tmp_path / "other"
     shutil.copytree(data.tiny_dataset(tmp_path_factory) / "test", other / "train")
-    result = train_mt3(workdir=tmp_path / "ft", dataset_root=other, model=data.tiny_model(),
-                       num_steps=3, init_checkpoint=source, freeze_patterns=["^encoder/"],
-                       batch_size=8, target_length=data.TINY_TARGET_LENGTH, optimizer="adamw",
-                       learning_rate=1e-2, transcription_eval=False, eval_loss_batches=0,
-                       keep_best=0, show_progress=False, tensorboard=False)
+    config = data.tiny_train_config(
+        tmp_path / "ft", other, init_checkpoint=source,
+        schedule=ScheduleConfig(num_steps=3, optimizer="adamw", learning_rate=1e-2,
+                                freeze_patterns=["^encoder/"]),
+        evaluation=NO_EVAL, checkpoint=CheckpointOptions(keep_best=0))
+    result = train_mt3(config)
     assert sorted(result.losses) == [1, 2, 3]               # fresh optimizer state and step
     before = numpy_tree(base.state.params)
     after = numpy_tree(result.state.params)
@@ -155,24 +161,47 @@ def test_finetune_from_a_checkpoint_of_another_shape_names_the_array(tmp_path_fa
 
     source, _ = data.tiny_run(tmp_path_factory)
     wider = Mt3Model(get_config("tiny", emb_dim=64), loss_normalization="mean")
+    config = data.tiny_train_config(
+        tmp_path / "ft", data.tiny_dataset(tmp_path_factory), model=wider,
+        init_checkpoint=source, schedule=ScheduleConfig(num_steps=2), evaluation=NO_EVAL,
+        checkpoint=CheckpointOptions(keep_best=0))
     with pytest.raises(CheckpointError, match=r"does not match this model: .*shape"):
-        train_mt3(workdir=tmp_path / "ft", dataset_root=data.tiny_dataset(tmp_path_factory),
-                  model=wider, num_steps=2, init_checkpoint=source, batch_size=8,
-                  target_length=data.TINY_TARGET_LENGTH, transcription_eval=False,
-                  eval_loss_batches=0, keep_best=0, show_progress=False, tensorboard=False)
+        train_mt3(config)
 
 
 def test_bad_datasets_and_batch_sizes_fail_clearly(tmp_path_factory, tmp_path):
-    kwargs = dict(workdir=tmp_path / "run", model="tiny", num_steps=2,
-                  target_length=data.TINY_TARGET_LENGTH, transcription_eval=False,
-                  eval_loss_batches=0, keep_best=0, show_progress=False, tensorboard=False)
+    def run(dataset_root, batch_size=8, vocab="mt3"):
+        return train_mt3(data.tiny_train_config(
+            tmp_path / "run", dataset_root, model="tiny", evaluation=NO_EVAL,
+            schedule=ScheduleConfig(num_steps=2), checkpoint=CheckpointOptions(keep_best=0),
+            data=DataConfig(dataset_root=dataset_root, batch_size=batch_size, vocab=vocab,
+                            target_length=data.TINY_TARGET_LENGTH)))
+
     with pytest.raises(RunConfigError, match="does not exist"):
-        train_mt3(dataset_root=tmp_path / "nowhere", batch_size=8, **kwargs)
+        run(tmp_path / "nowhere")
     (tmp_path / "empty" / "train").mkdir(parents=True)
     with pytest.raises(DatasetError, match="train"):
-        train_mt3(dataset_root=tmp_path / "empty", batch_size=8, **kwargs)
+        run(tmp_path / "empty")
     with pytest.raises(ShardingError, match="does not divide over 8"):
-        train_mt3(dataset_root=data.tiny_dataset(tmp_path_factory), batch_size=4, **kwargs)
+        run(data.tiny_dataset(tmp_path_factory), batch_size=4)
     with pytest.raises(Exception, match="vocab"):
-        train_mt3(dataset_root=data.tiny_dataset(tmp_path_factory), batch_size=8,
-                  vocab="ismir2021", **kwargs)
+        run(data.tiny_dataset(tmp_path_factory), vocab="ismir2021")
+
+
+def test_settings_that_do_not_fit_together_name_the_field(tmp_path):
+    groups = dict(data=DataConfig(dataset_root=tmp_path), schedule=ScheduleConfig(num_steps=2))
+    with pytest.raises(RunConfigError, match="keep_best > 0 needs an evaluation"):
+        Mt3TrainConfig(workdir=tmp_path, evaluation=NO_EVAL, **groups)
+    with pytest.raises(RunConfigError, match="needs evaluation.transcription=True"):
+        Mt3TrainConfig(workdir=tmp_path, evaluation=EvalConfig(transcription=False), **groups)
+    assert Mt3TrainConfig(workdir=tmp_path, evaluation=EvalConfig(transcription=False),
+                          checkpoint=CheckpointOptions(keep_best=1, best_metric="eval/loss"),
+                          **groups).checkpoint.best_metric == "eval/loss"
+    with pytest.raises(RunConfigError, match="schedule.lr_schedule"):
+        ScheduleConfig(num_steps=2, lr_schedule="linear")
+    with pytest.raises(RunConfigError, match="schedule.optimizer"):
+        ScheduleConfig(num_steps=2, optimizer="sgd")
+    with pytest.raises(RunConfigError, match="evaluation.split"):
+        EvalConfig(split="valid")
+    assert ScheduleConfig(num_steps=2, freeze_patterns=["^encoder/"]).freeze_patterns == \
+        ("^encoder/",)

@@ -86,7 +86,7 @@ def write_t5x_fixture(directory: Path, params: Any, *, step: int = 1234,
 @pytest.fixture(scope="session")
 def tiny_setup():
     """(model, float32 numpy params, batch, jitted deterministic loss) of the `tiny` config."""
-    model = Mt3Model(get_config("tiny", dropout_rate=0.0), inputs="spectrogram")
+    model = Mt3Model(get_config("tiny", dropout_rate=0.0), inputs="log_mel")
     rng = np.random.default_rng(0)
     targets = rng.integers(3, 60, size=(BATCH, LENGTH)).astype(np.int32)
     targets[:, -1] = 1

@@ -172,11 +172,14 @@ def test_mt3_trees_have_the_released_shapes(name, vocab):
 
 def test_unnamed_sizes_are_inferred_from_shapes():
     shapes = expected_param_shapes(get_config("small_cpu", vocab_size=1000, num_decoder_layers=3))
-    name, config = infer_config(shapes)
+    with pytest.raises(T5xCheckpointError, match=r"cannot tell the attention head count.*"
+                                                 r"heads \* head_dim = 256.*--config heads=N"):
+        infer_config(shapes)  # 4 x 64, 8 x 32, ... have the same shapes: never guessed
+    name, config = infer_config(shapes, num_heads=4)
     assert name == "inferred"
-    assert (config.vocab_size, config.emb_dim, config.num_heads * config.head_dim,
+    assert (config.vocab_size, config.emb_dim, config.num_heads, config.head_dim,
             config.mlp_dim, config.num_encoder_layers, config.num_decoder_layers) == \
-        (1000, 256, 256, 512, 2, 3)
+        (1000, 256, 4, 64, 512, 2, 3)
     assert expected_param_shapes(config) == shapes
 
 

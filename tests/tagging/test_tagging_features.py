@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from tagging.features import (FeatureConfig, FeatureConfigError, band_centres_hz,
-                                         band_filterbank, band_of_feature, bin_frequencies_hz,
-                                         compute_features, feature_names, snippet_features)
+                              band_filterbank, band_of_feature, bin_frequencies_hz,
+                              compute_features, feature_names, snippet_features)
 from tests.tagging.conftest import tone
 
 CONFIG = FeatureConfig()

@@ -8,9 +8,9 @@ import pytest
 from mt3x.data.slakh import read_split
 from tagging import examples as examples_lib
 from tagging.examples import (FOUR_STEM_GROUPING, GroupingError, InstrumentGrouping,
-                                         LabelConfig, build_examples, cut_snippets,
-                                         energy_activity, midi_activity, num_snippets,
-                                         track_examples)
+                              LabelConfig, build_examples, cut_snippets,
+                              energy_activity, midi_activity, num_snippets,
+                              track_examples)
 from tagging.pipeline import label_agreement
 from tests.tagging.conftest import SR, StemSpec, tone, tone_stem, write_slakh_track
 

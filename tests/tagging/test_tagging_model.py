@@ -13,7 +13,7 @@ from tagging.examples import SnippetExamples
 from tagging.features import FeatureConfig, feature_names
 from tagging.importance import band_importance, region_summary
 from tagging.model import (ModelDirError, TrainConfig, evaluate, load_tagger,
-                                      metrics_markdown, save_tagger, train_tagger)
+                           metrics_markdown, save_tagger, train_tagger)
 
 CONFIG = FeatureConfig()
 NAMES = feature_names(CONFIG)

@@ -1,4 +1,5 @@
-"""Tests of the MT3 preprocessing stages (numpy kernels, tf.data stages, vocabulary, converter)."""
+"""Tests of the MT3 preprocessing stages (tf.data stages over mt3x.tasks.examples, vocabulary,
+converter). The numpy functions on their own: test_examples.py."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from mt3x.tasks import preprocessors as pp
+from mt3x.audio.mt3_config import mt3_frame_times, mt3_sample_frames
 from mt3x.codec import decoding, event_index, run_length
 from mt3x.codec.segments import tokenize_note_sequence
+from mt3x.tasks import examples
+from mt3x.tasks import preprocessors as pp
 from mt3x.tasks.feature_converters import ContinuousInputsEncDecFeatureConverter
 from mt3x.tasks.codec import get_pipeline_codec
 from mt3x.tasks.vocab import CodecVocabulary
@@ -57,12 +60,12 @@ def _note_sequence(notes, drums=()) -> note_seq.NoteSequence:
 def test_extract_target_sequence_equals_codec_and_has_tie_section():
     ns = _note_sequence([(60, 0, 0.1, 1.5), (64, 33, 0.5, 0.9), (67, 40, 1.2, 2.5)],
                         drums=[(36, 0.3), (38, 1.4)])
-    frames, times = pp.audio_to_frames(np.zeros(int(4.0 * 16000), np.float32))
+    times = mt3_frame_times(len(mt3_sample_frames(np.zeros(int(4.0 * 16000), np.float32))))
     out = MT3.tokenize(ns.SerializeToString(), times, True)
     ref_indexed = tokenize_note_sequence(ns, times, MT3.config, is_training=True)
     for start, end in [(0, 256), (150, 406), (125, 126), (300, len(times))]:
         # The pipeline holds the chunk's frames only; the codec call takes the whole file.
-        ours = pp.chunk_target_sequence(
+        ours = examples.chunk_target_sequence(
             out["targets"], out["input_event_start_indices"][start:end],
             out["input_event_end_indices"][start:end], out["state_events"],
             out["input_state_event_indices"][start:end], MT3.tie_id)
@@ -70,11 +73,11 @@ def test_extract_target_sequence_equals_codec_and_has_tie_section():
                                                         state_events_end_token=MT3.tie_id)
         np.testing.assert_array_equal(ours, reference)
     no_frames = np.zeros([0], np.int32)
-    assert pp.chunk_target_sequence(out["targets"], no_frames, no_frames, out["state_events"],
+    assert examples.chunk_target_sequence(out["targets"], no_frames, no_frames, out["state_events"],
                                     no_frames, MT3.tie_id).shape == (0,)
     # Frame 150 starts at 1.2 s: notes 60 (program 0) and 67 (program 40, onset exactly at
     # 1.2 s, not yet sounding before its onset event) -> tie section holds program 0 pitch 60.
-    chunk = pp.chunk_target_sequence(
+    chunk = examples.chunk_target_sequence(
         out["targets"], out["input_event_start_indices"][150:406],
         out["input_event_end_indices"][150:406], out["state_events"],
         out["input_state_event_indices"][150:406], MT3.tie_id)
@@ -83,15 +86,24 @@ def test_extract_target_sequence_equals_codec_and_has_tie_section():
                                   [ev("program", 0), ev("pitch", 60), MT3.tie_id])
 
 
-def test_audio_to_frames_matches_mt3_frontend():
-    from mt3x.audio import mt3_sample_frames
-
-    for n in (0, 1, 127, 128, 1000, 16000):
-        audio = np.random.default_rng(n).standard_normal(n).astype(np.float32)
-        frames, times = pp.audio_to_frames(audio)
-        assert frames.shape == (n // 128 + 1, 128)
-        np.testing.assert_array_equal(frames, np.asarray(mt3_sample_frames(audio)))
-        np.testing.assert_allclose(times, np.arange(len(frames)) * 0.008, atol=1e-6)
+def test_tokenize_stage_is_examples_tokenize_track():
+    """The tf.data stage returns exactly what the numpy function returns for the same track."""
+    ns = _note_sequence([(60, 0, 0.1, 1.5), (64, 33, 0.5, 0.9)], drums=[(36, 0.3)])
+    audio = np.random.default_rng(0).standard_normal(16000 * 3 + 77).astype(np.float32)
+    ds = tf.data.Dataset.from_tensors({"audio": audio, "sequence": ns.SerializeToString(),
+                                       "track_id": "Track00001"})
+    (got,) = list(pp.tokenize_transcription_example(
+        ds, config=MT3.config, is_training_data=True, counter_key="tok").as_numpy_iterator())
+    want = examples.tokenize_track(audio, ns.SerializeToString(), MT3.config, is_training=True)
+    assert set(got) == set(want) | {"track_id"}
+    for key, value in want.items():
+        if key == "sequence":
+            assert got[key] == value
+        else:
+            assert got[key].dtype == value.dtype, key
+            np.testing.assert_array_equal(got[key], value, err_msg=key)
+    np.testing.assert_array_equal(want["inputs"], mt3_sample_frames(audio))
+    assert want["inputs"].shape == (len(audio) // 128 + 1, 128)
 
 
 # ----------------------------------------------------------------------------- mixing
@@ -99,9 +111,9 @@ def test_audio_to_frames_matches_mt3_frontend():
 
 def _rle_segment(ns: note_seq.NoteSequence, seconds: float) -> np.ndarray:
     """Run-length encoded targets (with tie section) of the first `seconds` of `ns`."""
-    _, times = pp.audio_to_frames(np.zeros(int(seconds * 16000), np.float32))
+    times = mt3_frame_times(len(mt3_sample_frames(np.zeros(int(seconds * 16000), np.float32))))
     out = MT3.tokenize(ns.SerializeToString(), times, True)
-    tokens = pp.chunk_target_sequence(
+    tokens = examples.chunk_target_sequence(
         out["targets"], out["input_event_start_indices"], out["input_event_end_indices"],
         out["state_events"], out["input_state_event_indices"], MT3.tie_id)
     return run_length.run_length_encode_shifts(tokens, CODEC)

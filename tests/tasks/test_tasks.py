@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import seqio
 
+from mt3x.audio.mt3_config import MT3_SPECTROGRAM_CONFIG, mt3_frame_times
 from mt3x.tasks import preprocessors as pp
 from mt3x.tasks import registry as tasks
 from mt3x.codec import note_events
@@ -87,7 +88,11 @@ def test_train_examples_decode_to_the_notes_of_their_chunk(toy_tasks):
         assert len(tie_at) == 1
         # The tie section declares exactly the non-drum notes sounding at the chunk's first
         # step (onset before it, offset at or after it).
-        s0 = int(np.floor(t0 * 100 + 1e-6))
+        # The chunk's first frame and its step from the float64 frame time the encoder indexed
+        # with (float32 input_times can sit just below a step: 0.64 -> 0.6399999857).
+        frame = int(round(t0 * MT3_SPECTROGRAM_CONFIG.frames_per_second))
+        t0 = float(mt3_frame_times(frame + 1)[frame])
+        s0 = int(np.floor(t0 * 100))
         sounding = {(n.program, n.pitch) for n in ns.notes if not n.is_drum
                     and round(n.start_time * 100) < s0 <= round(n.end_time * 100)}
         declared, program = set(), None

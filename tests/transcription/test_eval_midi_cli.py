@@ -8,8 +8,9 @@ import sys
 import note_seq
 import pytest
 
-from mt3x.transcription import metrics
 from mt3x.cli import eval_midi
+from mt3x.data.midi import read_midi_note_sequence
+from mt3x.transcription import metrics
 
 
 def _write_midi(path, notes, control_changes=()):
@@ -50,8 +51,8 @@ def test_json_and_plot(tmp_path, capsys):
     assert eval_midi.main([str(ref), str(est), "--json", str(out_json),
                            "--plot", str(out_png)]) == 0
     payload = json.loads(out_json.read_text())
-    expected = metrics.transcription_metrics(eval_midi.read_midi_note_sequence(ref),
-                                             eval_midi.read_midi_note_sequence(est))
+    expected = metrics.transcription_metrics(read_midi_note_sequence(ref),
+                                             read_midi_note_sequence(est))
     assert payload["metrics"] == pytest.approx(expected)
     # Hand check: non-drum onsets 60 and 40 match of 3 -> 2/3; program 33 vs 32 differs only
     # at full granularity.
@@ -69,8 +70,8 @@ def test_json_and_plot(tmp_path, capsys):
 def test_sustain_pedal_applied_unless_disabled(tmp_path):
     ref = _write_midi(tmp_path / "ref.mid", [(60, 0.0, 0.2, 0, False)],
                       control_changes=[(0.1, 64, 127), (1.0, 64, 0)])
-    assert eval_midi.read_midi_note_sequence(ref).notes[0].end_time == pytest.approx(1.0)
-    assert eval_midi.read_midi_note_sequence(ref, sustain=False).notes[0].end_time == \
+    assert read_midi_note_sequence(ref).notes[0].end_time == pytest.approx(1.0)
+    assert read_midi_note_sequence(ref, sustain=False).notes[0].end_time == \
         pytest.approx(0.2)
 
 

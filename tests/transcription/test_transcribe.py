@@ -15,10 +15,14 @@ import soundfile
 from tests import mt3_testdata as data
 from tests.mt3_testdata import OracleModel, oracle_table, reference_notes
 from mt3x.cli import transcribe as cli
-from mt3x.transcription.inference import (SEGMENT_SECONDS, Transcriber, TranscriptionError, audio_to_segments,
-                            load_transcriber)
+from mt3x.audio.mt3_config import MT3_SPECTROGRAM_CONFIG
+from mt3x.transcription.decoder import Transcriber, load_transcriber
+from mt3x.transcription.errors import TranscriptionError
 from mt3x.transcription.midi_output import note_sequence_to_pretty_midi, write_midi
 from mt3x.transcription.metrics import transcription_metrics
+from mt3x.transcription.segments import audio_to_segments
+
+SEGMENT_SECONDS = MT3_SPECTROGRAM_CONFIG.segment_seconds  # 2.048
 
 
 def oracle_audio(num_samples: int, seed: int = 0) -> np.ndarray:
@@ -107,9 +111,8 @@ def test_cli_transcribes_a_demo_mixture_to_midi_and_png(tmp_path_factory, tmp_pa
 
 def _track_notes(mix_path):
     from mt3x.data import read_track
-    from mt3x.tasks.sources import track_note_sequence
 
-    return track_note_sequence(read_track(mix_path.parent))
+    return read_track(mix_path.parent).note_sequence()
 
 
 def test_cli_bad_checkpoints_fail_clearly(tmp_path_factory, tmp_path, demo_mix, capsys):
