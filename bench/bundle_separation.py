@@ -19,9 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-# bench/separation.py would shadow the `separation` package when run as `python bench/...`
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
-
 import flax.linen as nn  # noqa: E402
 import jax  # noqa: E402
 import numpy as np  # noqa: E402

@@ -12,6 +12,10 @@ Over a Slakh-layout dataset (default: the demo set, built into /tmp if missing) 
    2000-frame cached piece per epoch) + the per-example costs;
 2. the end-to-end rate of `make_train_batches` (tf.data, all cores it is given), with the
    tokenized pieces cached in memory (the stand-in for MT3's offline cache) and without;
+   and of the Grain pipeline reading the offline piece cache from disk (`mt3x-data cache`,
+   built into <root>_cache if `--cache` is not given; `mt3x.tasks.grain_pipeline`) in this
+   process and with `--workers` worker processes; side by side, per core, with ratios against
+   seqio's in-memory cache measured in the same process;
 3. what a GPU step of MT3-small would consume, and the ratio.
 
 The GPU figure is an estimate, stated in the output: training FLOPs ~ 6 x 45.9M parameters x
@@ -116,6 +120,37 @@ def end_to_end(root: Path, batch_size: int, batches: int, in_memory_cache: bool,
     return batches * batch_size / (time.perf_counter() - t)
 
 
+def grain_end_to_end(cache: Path, batch_size: int, batches: int, seed: int,
+                     workers: int) -> float:
+    """Examples per second from the Grain pipeline over a piece cache (after two warm-up
+    batches per worker); `workers` = 0 reads in this process (2 threads)."""
+    from mt3x.tasks.grain_pipeline import GrainPipelineConfig, batch_dataset
+
+    config = GrainPipelineConfig(cache_dir=cache, batch_size=batch_size, worker_count=workers,
+                                 read_threads=2, worker_buffer_size=4)
+    iterator = iter(batch_dataset(config, seed))
+    try:
+        for _ in range(2 * max(1, workers)):  # every worker started and producing
+            next(iterator)
+        t = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        return batches * batch_size / (time.perf_counter() - t)
+    finally:
+        getattr(iterator, "close", lambda: None)()
+
+
+def ensure_cache(root: Path, cache: Path | None, split: str) -> Path:
+    """The piece cache of `root` (built with `mt3x-data cache`'s builder when missing)."""
+    from mt3x.tasks.cache import manifest_path
+    from mt3x.tasks.cache_build import build_cache
+
+    cache = cache or root.with_name(root.name + "_cache")
+    if not manifest_path(cache).is_file():
+        build_cache(root, cache, splits=(split,), jobs=2, progress=False)
+    return cache
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=None,
@@ -126,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=20,
                         help="random chunks drawn per cached piece for the stage timing")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="piece cache of --root (default: <root>_cache, built if missing)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="Grain worker processes (default: the cores available)")
+    parser.add_argument("--skip-stages", action="store_true", help="skip the per-stage timing")
     args = parser.parse_args(argv)
 
     root = args.root
@@ -135,6 +175,27 @@ def main(argv: list[str] | None = None) -> int:
         root = build_demo(Path("/tmp/mt3x_bench_demo"), seed=0)
     print(f"dataset: {root} ({args.split}); cores available: {len(os.sched_getaffinity(0))}; "
           f"load average: {os.getloadavg()[0]:.1f}")
+
+    cores = len(os.sched_getaffinity(0))
+    workers = args.workers or cores
+    cache = ensure_cache(Path(root), args.cache, args.split)
+    rates = {}
+    for cache_in_memory in (True, False):
+        rates[cache_in_memory] = end_to_end(root, args.batch_size, args.batches,
+                                            cache_in_memory, args.seed)
+    grain_rates = {n: grain_end_to_end(cache, args.batch_size, args.batches, args.seed, n)
+                   for n in (0, workers)}
+    print(f"\nend to end, batch {args.batch_size}, {args.batches} batches, {cores} cores "
+          f"(per core = examples/s / {cores}):")
+    print(f"  {'pipeline':52s} {'examples/s':>10s} {'per core':>9s} {'vs seqio cached':>16s}")
+    rows = [("seqio, tokenized pieces cached in memory", rates[True]),
+            ("seqio, re-tokenized every epoch", rates[False]),
+            ("grain from the disk cache, in process (2 threads)", grain_rates[0]),
+            (f"grain from the disk cache, {workers} worker processes", grain_rates[workers])]
+    for label, rate in rows:
+        print(f"  {label:52s} {rate:10.1f} {rate / cores:9.1f} {rate / rates[True]:15.2f}x")
+    if args.skip_stages:
+        return 0
 
     costs = stage_costs(root, args.split, args.repeats, args.seed)
     total = sum(costs.values())
@@ -150,13 +211,6 @@ def main(argv: list[str] | None = None) -> int:
           f"({2 / total:.1f} on 2 cores)")
     print(f"  => after the cache (chunk + rle only): {1 / cached:9.1f} examples/s per core")
 
-    rates = {}
-    for cache in (True, False):
-        rates[cache] = end_to_end(root, args.batch_size, args.batches, cache, args.seed)
-    print("\nend to end, make_train_batches (tf.data, batch "
-          f"{args.batch_size}, {args.batches} batches):")
-    print(f"  tokenized pieces cached in memory: {rates[True]:9.1f} examples/s")
-    print(f"  re-tokenized every epoch:          {rates[False]:9.1f} examples/s")
 
     need = gpu_examples_per_second()
     print(f"\nGPU consumption (assumption): MT3-small {GPU_PARAMS / 1e6:.1f}M params x "
@@ -165,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{GPU_PEAK_FLOPS / 1e12:.0f} TFLOP/s -> {need:.0f} examples/s "
           f"({need / 256:.2f} steps/s at batch 256)")
     for label, rate in (("cached pipeline", rates[True]), ("uncached pipeline", rates[False]),
+                        ("grain from disk cache", max(grain_rates.values())),
                         ("kernels, 2 cores, tokenize+chunk+rle", 2 / no_load)):
         print(f"  {label:38s} {rate:9.1f} ex/s = {rate / need:6.2f}x what one A100 consumes")
     return 0

@@ -41,7 +41,7 @@ from typing import Any
 import jax
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.append(str(Path(__file__).resolve().parent))  # appended: never shadows a package
 from train import BenchSpec  # noqa: E402  (bench/train.py: the trainer's harness)
 
 from mt3x.models import Mt3Model, T5Config, get_config  # noqa: E402

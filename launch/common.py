@@ -3,7 +3,10 @@
 Flags understood by every entry point:
   --gin_file FILE           (repeatable) gin files, as paths or relative to configs/
   --gin.NAME=VALUE          (repeatable) one binding, e.g. --gin.TRAIN_STEPS=600 or
-                            --gin.mt3x.runs.DataConfig.batch_size=16 (VALUE is gin syntax: quote strings)
+                            --gin.mt3x.runs.DataConfig.batch_size=16; VALUE is gin syntax, but
+                            text that is not a number, True/False/None, a quoted string, a
+                            tuple/list/dict, @ref or %MACRO is taken as a string, so
+                            --gin.INSTRUMENTS=piano,guitar needs no inner quotes
   --gin_bindings 'A = B'    (repeatable) a binding in gin syntax
   --workdir DIR             binds the macro MODEL_DIR (train) / EVAL_OUTPUT_DIR (eval)
   --coordinator_address HOST:PORT, --num_processes N, --process_id I
@@ -13,13 +16,18 @@ Flags understood by every entry point:
 
 from __future__ import annotations
 
+from mt3x.util.quiet import cli_args, quiet_startup
+
+quiet_startup()  # first: TensorFlow, pydub and Orbax stay quiet only if set before they load
+
 import argparse
+import ast
 import logging
 import os
 import sys
 from typing import Any, Callable, Sequence
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from mt3x.util.compilation_cache import enable_compilation_cache
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
@@ -44,7 +52,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
 def parse_flags(parser: argparse.ArgumentParser,
                 argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """Parses known flags; every `--gin.NAME=VALUE` (or `--gin.NAME VALUE`) becomes a binding."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = cli_args(argv)
     rest, gin_dotted = [], []
     i = 0
     while i < len(argv):
@@ -55,7 +63,7 @@ def parse_flags(parser: argparse.ArgumentParser,
                 if i + 1 >= len(argv):
                     parser.error(f"{arg}: missing value")
                 value, i = argv[i + 1], i + 1
-            gin_dotted.append(f"{name} = {value}")
+            gin_dotted.append(f"{name} = {gin_value(value)}")
         else:
             rest.append(arg)
         i += 1
@@ -103,11 +111,50 @@ class _DropGinPathProbes(logging.Filter):
         return not str(record.msg).startswith("Path not found")
 
 
+def bound_macro(name: str | None) -> str | None:
+    """The value of gin macro `name` in the parsed config, or None (unbound or no name)."""
+    import gin
+
+    if not name:
+        return None
+    try:
+        value = gin.query_parameter(f"%{name}")
+    except ValueError:
+        return None
+    return str(value) if value else None
+
+
 def setup_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger().setLevel(logging.INFO)  # absl may have installed the root handler
     for noisy in ("absl", "jax._src", "orbax", "tensorflow"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def exit_process(code: int) -> None:
+    """Ends an entry point's process with `code`. After an error, output is flushed and the
+    process ends at once (`os._exit`): a data pipeline's threads (a tf.data iterator being
+    destroyed during garbage collection) must not hold a refused run open for minutes."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if code:
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
+
+
+def gin_value(value: str) -> str:
+    """VALUE of `--gin.NAME=VALUE` as gin text: gin syntax as given when it starts like a gin
+    value (quote, bracket, @ or %) or is a Python literal (3, 1e-3, True, None); otherwise the
+    text as a string ('piano,guitar', 'piano=0-7;drums', 'data/demo')."""
+    text = value.strip()
+    if not text or text[0] in "'\"([{@%":
+        return value
+    try:
+        ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return quote(text)
+    return value
 
 
 def quote(value: str) -> str:
@@ -116,7 +163,8 @@ def quote(value: str) -> str:
 
 
 def run_gin_entry(description: str, argv: Sequence[str] | None, *, workdir_macro: str,
-                  job: "Callable[[str], Any]") -> tuple[int, Any]:
+                  job: "Callable[[str], Any]", cache_macro: str | None = None
+                  ) -> tuple[int, Any]:
     """The shared body of a gin entry point: flags -> distributed start-up -> gin -> `job`.
 
     Args:
@@ -124,6 +172,9 @@ def run_gin_entry(description: str, argv: Sequence[str] | None, *, workdir_macro
       argv: command-line arguments (None: sys.argv[1:]).
       workdir_macro: the gin macro that `--workdir` binds (MODEL_DIR, EVAL_OUTPUT_DIR, ...).
       job: called with the operative gin config text; returns what the entry point prints.
+      cache_macro: the gin macro (e.g. MODEL_DIR) whose directory holds the persistent
+        compilation cache (`<dir>/jax_cache`, so a relaunch or resume compiles from it);
+        None or unbound: the user cache dir. MT3X_COMPILATION_CACHE overrides or turns it off.
     Returns:
       (exit code, job result or None). A user error (Mt3xError) prints `error: ...` and gives 2;
       `--print_config` prints the config and gives 0 without running the job.
@@ -141,6 +192,7 @@ def run_gin_entry(description: str, argv: Sequence[str] | None, *, workdir_macro
             print(config)
             return 0, None
         setup_logging()
+        enable_compilation_cache(bound_macro(cache_macro))
         return 0, job(config)
     except Mt3xError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
             print(config)
             return 0
         common.setup_logging()
+        common.enable_compilation_cache(common.bound_macro("MODEL_DIR"))
         from separation import gin_registry
 
         trained = gin_registry.train_separators(gin_config=config)
@@ -47,4 +48,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.exit_process(main())

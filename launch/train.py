@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         return gin_registry.train_mt3(gin_config=config)
 
     code, result = common.run_gin_entry(__doc__.splitlines()[0], argv, workdir_macro="MODEL_DIR",
-                                        job=job)
+                                        job=job, cache_macro="MODEL_DIR")
     if result is None:
         return code
     last = result.eval_history.get(result.step, {})
@@ -37,4 +37,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    common.exit_process(main())

@@ -72,13 +72,15 @@ class BundleExporter:
 @dataclasses.dataclass(frozen=True)
 class DemoContext:
     """What a demo stage gets: `out` (the demo's output folder), `data_root` (the demo dataset in
-    Slakh2100 layout, written by the `data` stage), the seed and the `--steps` override (None: the
-    stage's own default)."""
+    Slakh2100 layout, written by the `data` stage), the seed, the `--steps` override (None: the
+    stage's own default) and `ood_root` (a tiny out-of-domain set, all in `test`, that stages
+    score side by side with `data_root`'s test split; None when the demo has none)."""
 
     out: Path
     data_root: Path
     seed: int
     steps: int | None = None
+    ood_root: Path | None = None
 
 
 @dataclasses.dataclass(frozen=True)

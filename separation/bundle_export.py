@@ -24,9 +24,9 @@ import numpy as np
 
 from mt3x.bundles.bundle import (DEFAULT_PLATFORMS, cast_params, export_function, param_specs,
                                  upcast_params, write_bundle)
+from mt3x.data.instrument_groups import groups_to_json
 from separation.bundle_runtime import SEPARATOR_KIND
 from separation.checkpoints import FORMAT_VERSION, load_separator, model_kind, model_settings
-from separation.data import groups_to_json
 from separation.separate import (DEFAULT_CHUNK_SECONDS, DEFAULT_CHUNKS_PER_CALL,
                                  DEFAULT_FADE_SECONDS, receptive_margin)
 

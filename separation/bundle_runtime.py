@@ -25,7 +25,7 @@ import jax
 import numpy as np
 
 from mt3x.bundles.bundle import BundleError, read_bundle
-from separation.data import groups_from_json
+from mt3x.data.instrument_groups import groups_from_json
 from separation.separate import separate_in_chunks
 
 SEPARATOR_KIND = "separator"

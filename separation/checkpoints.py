@@ -25,9 +25,9 @@ import numpy as np
 import optax
 
 from mt3x import trainer
+from mt3x.data.instrument_groups import InstrumentGroup, groups_from_json, groups_to_json
 from mt3x.errors import Mt3xError
 from mt3x.util.files import atomic_path
-from separation.data import InstrumentGroup, groups_from_json, groups_to_json
 from separation.model_objects import DNNSeparator, UNetSeparator
 
 SEPARATOR_FILE = "separator.json"

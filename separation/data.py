@@ -1,11 +1,11 @@
 """Training and evaluation data for the separators from any Slakh2100-layout folder.
 
-Instrument sets: each target is an `InstrumentGroup` that matches stems by GM program range,
-Slakh `inst_class`, stem name or the drum flag; a stem belongs to the first group it matches, and
-every unmatched rendered stem goes to the residual "other". `FOUR_STEMS` is the grouping used in
-papers (piano = programs 0-7, guitar 24-31, bass 32-39, drums = `is_drum`; the rest is "other").
-`parse_instruments('piano=0-7;guitar=24-31;bass=32-39;drums=drums')` builds a set from a string
-(selectors: `A-B` or `N` programs, `drums`, `class:Name`, `stem:S00`; several joined by `|`).
+Instrument sets: each target is an `mt3x.data.instrument_groups.InstrumentGroup` that matches
+stems by GM program range, Slakh `inst_class`, stem name or the drum flag; a stem belongs to the
+first group it matches, and every unmatched rendered stem goes to the residual "other".
+`FOUR_STEMS` is the grouping used in papers (piano = programs 0-7, guitar 24-31, bass 32-39,
+drums; the rest is "other"). `parse_instruments('piano=0-7;guitar=24-31;bass=32-39;drums')` reads
+the one instrument group syntax shared with `mt3x-tag` (see `mt3x.data.instrument_groups`).
 
 Training windows (`SeparationWindows`): an endless, seeded iterable of numpy batches
 ```
@@ -21,119 +21,40 @@ after every batch, so memory stays bounded on full-size Slakh2100 while small se
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 
-from mt3x.data.slakh import SlakhStem, SlakhTrack, read_split
+from mt3x.data.instrument_groups import InstrumentGroup, group_index, parse_groups
+from mt3x.data.slakh import SlakhTrack, read_split
 from mt3x.errors import Mt3xError
 
 Batch = dict[str, np.ndarray]
 
 
-@dataclasses.dataclass(frozen=True)
-class InstrumentGroup:
-    """A target instrument: stems matching any of the selectors are summed into it.
-
-    Attributes:
-      name: the output's name (e.g. 'bass').
-      programs: 0-based GM programs matched on pitched (non-drum) stems.
-      classes: Slakh `inst_class` values, case-insensitive.
-      stem_names: stem names such as 'S00'.
-      drums: match every stem with `is_drum`.
-    """
-    name: str
-    programs: tuple[int, ...] = ()
-    classes: tuple[str, ...] = ()
-    stem_names: tuple[str, ...] = ()
-    drums: bool = False
-
-    def matches(self, stem: SlakhStem) -> bool:
-        if stem.name in self.stem_names:
-            return True
-        if stem.is_drum:
-            return self.drums
-        return (stem.program in self.programs
-                or stem.inst_class.lower() in {c.lower() for c in self.classes})
-
-
-def groups_to_json(groups: Sequence[InstrumentGroup]) -> list[dict[str, Any]]:
-    """Groups as JSON-able dicts (separator.json, bundle.json)."""
-    return [dataclasses.asdict(group) for group in groups]
-
-
-def groups_from_json(entries: Sequence[Mapping[str, Any]] | None
-                     ) -> tuple[InstrumentGroup, ...] | None:
-    """Inverse of `groups_to_json` (None stays None)."""
-    if entries is None:
-        return None
-    return tuple(InstrumentGroup(str(g["name"]), tuple(g.get("programs", ())),
-                                 tuple(g.get("classes", ())), tuple(g.get("stem_names", ())),
-                                 bool(g.get("drums", False))) for g in entries)
-
-
-FOUR_STEMS: tuple[InstrumentGroup, ...] = (
-    InstrumentGroup("bass", programs=tuple(range(32, 40))),
-    InstrumentGroup("drums", drums=True),
-    InstrumentGroup("guitar", programs=tuple(range(24, 32))),
-    InstrumentGroup("piano", programs=tuple(range(0, 8))),
-)
-PRESETS = {"4stem": FOUR_STEMS}
+FOUR_STEMS: tuple[InstrumentGroup, ...] = parse_groups("4stem")
+RESIDUAL = "other"
 
 
 def parse_instruments(spec: str) -> tuple[InstrumentGroup, ...]:
-    """'4stem' or 'name=sel|sel;name=sel' -> groups (see the module docstring).
+    """The separation targets of an instrument spec (`mt3x.data.instrument_groups` syntax).
 
-    Raises Mt3xError naming the bad part of the spec.
+    Raises Mt3xError naming the bad part of the spec, or a group named like the residual.
     """
-    spec = spec.strip()
-    if spec in PRESETS:
-        return PRESETS[spec]
-    groups = []
-    for part in filter(None, (p.strip() for p in spec.split(";"))):
-        name, sep, selectors = part.partition("=")
-        if not sep or not name.strip() or not selectors.strip():
-            raise Mt3xError(f"instrument spec {part!r}: expected name=selector[|selector...] "
-                            f"or a preset {sorted(PRESETS)}")
-        programs: list[int] = []
-        classes: list[str] = []
-        stems: list[str] = []
-        drums = False
-        for sel in (s.strip() for s in selectors.split("|")):
-            try:
-                if sel == "drums":
-                    drums = True
-                elif sel.startswith("class:"):
-                    classes.append(sel[len("class:"):])
-                elif sel.startswith("stem:"):
-                    stems.append(sel[len("stem:"):])
-                elif "-" in sel:
-                    lo, hi = (int(v) for v in sel.split("-"))
-                    programs.extend(range(lo, hi + 1))
-                else:
-                    programs.append(int(sel))
-            except ValueError:
-                raise Mt3xError(f"instrument spec {part!r}: selector {sel!r} is not a program "
-                                "(N or A-B), 'drums', 'class:Name' or 'stem:SXX'") from None
-        if any(not 0 <= p <= 127 for p in programs):
-            raise Mt3xError(f"instrument spec {part!r}: programs must be 0-127 (0-based GM)")
-        groups.append(InstrumentGroup(name.strip(), tuple(programs), tuple(classes),
-                                      tuple(stems), drums))
-    names = [g.name for g in groups]
-    if not groups or len(set(names)) != len(names) or "other" in names:
-        raise Mt3xError(f"instrument spec {spec!r}: expected at least one group, unique names, "
-                        "none called 'other' (the residual)")
-    return tuple(groups)
+    groups = parse_groups(spec)
+    if any(g.name == RESIDUAL for g in groups):
+        raise Mt3xError(f"instrument spec {spec!r}: no group may be called {RESIDUAL!r}, the "
+                        "residual that every stem no group takes goes to")
+    return groups
 
 
 def assign_stems(track: SlakhTrack, groups: Sequence[InstrumentGroup]) -> list[list[str]]:
     """Rendered stem names per group, plus a last list for the residual 'other'."""
     out: list[list[str]] = [[] for _ in range(len(groups) + 1)]
     for stem in track.rendered_stems:
-        index = next((i for i, g in enumerate(groups) if g.matches(stem)), len(groups))
-        out[index].append(stem.name)
+        index = group_index(stem, groups)
+        out[len(groups) if index is None else index].append(stem.name)
     return out
 
 

@@ -3,8 +3,14 @@
 Rows ("methods") are estimators `(mixture float32[samples], sources float32[n_inst, samples]) ->
 estimates float32[n_inst, samples]`; oracles see the true sources, models ignore them. For every
 (method, instrument) the table holds the median over tracks of SI-SDR and SI-SDRi (own numpy
-SI-SDR), BSSEval v4 SDR / SIR / SAR (museval, median over 1 s windows, then over tracks) and the
-number of tracks where the instrument is silent (scores undefined: counted, never NaN).
+SI-SDR), BSSEval v4 SDR / SIR / SAR (museval, median over 1 s windows, then over tracks), the
+number of tracks each median rests on (`tracks`) and the number of tracks where the instrument
+group is absent (no stem of it sounds, so its scores are undefined: counted in `absent`, never
+NaN).
+
+`domains_markdown` puts the tables of several datasets side by side ('in-domain',
+'out-of-domain'): per (method, instrument) the median SI-SDR and SI-SDRi of each, with the
+tracks it rests on and the absent count.
 
 Outputs: `write_table(rows, out_dir)` writes `separation_scores.md`, `separation_scores.csv` and
 `separation_scores_tracks.csv` (per track) atomically; `write_bar_chart` a PNG of SI-SDR.
@@ -109,13 +115,36 @@ def summarize_scores(scores: Sequence[TrackScore]) -> list[TableRow]:
 
 def markdown_table(rows: Sequence[TableRow]) -> str:
     """A markdown table: one line per (method, instrument), medians in dB."""
-    lines = ["| method | instrument | SI-SDR | SI-SDRi | SDR (v4) | SIR | SAR | tracks | silent |",
+    lines = ["| method | instrument | SI-SDR | SI-SDRi | SDR (v4) | SIR | SAR | tracks | absent |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         f = lambda s: "n/a" if s.median is None else f"{s.median:.2f}"
         lines.append(f"| {r.method} | {r.instrument} | {f(r.si_sdr)} | {f(r.si_sdri)} | "
                      f"{f(r.sdr)} | {f(r.sir)} | {f(r.sar)} | {r.si_sdr.n_defined} | "
                      f"{r.si_sdr.n_undefined} |")
+    return "\n".join(lines) + "\n"
+
+
+def domains_markdown(by_domain: Mapping[str, Sequence[TableRow]]) -> str:
+    """One markdown table of several datasets side by side: per (method, instrument), for each
+    domain, median SI-SDR and SI-SDRi (dB), the tracks the medians rest on and the tracks where
+    the group is absent. Rows in first-seen order over the domains; '-' where a domain lacks a
+    row (e.g. an oracle at an STFT only one domain was scored with)."""
+    domains = list(by_domain)
+    index = {d: {(r.method, r.instrument): r for r in rows} for d, rows in by_domain.items()}
+    keys = list(dict.fromkeys(k for d in domains for k in index[d]))
+    head = "| method | instrument | " + " | ".join(
+        f"{d} SI-SDR | {d} SI-SDRi | {d} tracks | {d} absent" for d in domains) + " |"
+    lines = [head, "|---|---|" + "---:|" * (4 * len(domains))]
+    f = lambda s: "n/a" if s.median is None else f"{s.median:.2f}"
+    for key in keys:
+        cells = []
+        for d in domains:
+            r = index[d].get(key)
+            cells += (["-"] * 4 if r is None else
+                      [f(r.si_sdr), f(r.si_sdri), str(r.si_sdr.n_defined),
+                       str(r.si_sdr.n_undefined)])
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -136,7 +165,7 @@ def write_table(rows: Sequence[TableRow], scores: Sequence[TrackScore],
     out_dir.mkdir(parents=True, exist_ok=True)
     summary_csv = _csv_text(
         ["method", "instrument", "si_sdr", "si_sdri", "sdr", "sir", "sar", "si_sdr_mean",
-         "tracks_defined", "tracks_silent"],
+         "tracks_defined", "tracks_absent"],
         [(r.method, r.instrument, r.si_sdr.median, r.si_sdri.median, r.sdr.median, r.sir.median,
           r.sar.median, r.si_sdr.mean, r.si_sdr.n_defined, r.si_sdr.n_undefined) for r in rows])
     tracks_csv = _csv_text(

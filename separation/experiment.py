@@ -19,7 +19,9 @@ table and listenable stems.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -35,6 +37,7 @@ from separation import checkpoints, data, evaluate, separate, training
 from separation.model_objects import DNNSeparator, UNetSeparator
 
 LS_INIT_LABEL = "DNN, LS init"
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,6 +75,15 @@ class ExperimentConfig:
     eval_max_tracks: int | None = None
     eval_max_seconds: float | None = 30.0
     bss_eval: bool = True
+    show_progress: bool = True
+    """Progress bars with step/s, loss and ETA for every training stage."""
+    dnn_keep_best: bool = True
+    """Score the DNN's least-squares snapshots and its gradient training on `validation/`
+    windows (mean SI-SDR) and keep the best, so training never ends below its LS start."""
+    dnn_validation_batches: int = 4
+    """Fixed batches of validation windows (no remixing, no gains) for dnn_keep_best."""
+    dnn_validate_every: int = 0
+    """Also score every this many steps inside a stage (0: stage ends only)."""
 
 
 @dataclasses.dataclass
@@ -109,7 +121,7 @@ def train_separators(dataset_root: str | Path, workdir: str | Path,
                                       window_samples=window, batch_size=config.batch_size,
                                       seed=seed)
 
-    train_kwargs = {"gin_config": gin_config,
+    train_kwargs = {"gin_config": gin_config, "show_progress": config.show_progress,
                     "checkpoint": trainer.CheckpointOptions(
                         save_every_steps=config.save_every_steps)}
     out: dict[str, TrainedSeparator] = {}
@@ -122,15 +134,20 @@ def train_separators(dataset_root: str | Path, workdir: str | Path,
             dnn, train_data, workdir / "dnn", num_layers=config.dnn_layers,
             ls_batches=config.dnn_ls_batches, steps_per_layer=config.dnn_steps_per_layer,
             finetune_steps=config.dnn_finetune_steps, learning_rate=config.dnn_learning_rate,
-            seed=config.seed, train_kwargs=train_kwargs)
+            seed=config.seed, train_kwargs=train_kwargs,
+            validate=_dnn_validation(root, groups, config, window),
+            validate_every=config.dnn_validate_every)
+        if layerwise.validation:
+            log.info("DNN validation SI-SDR %s; kept %s", layerwise.validation, layerwise.best)
         ls_model, ls_params = layerwise.ls_init
         ls_dir = checkpoints.save_params_checkpoint(workdir / "dnn_ls_init", ls_model, ls_params,
                                                     groups=groups, seed=config.seed)
         out["dnn_ls_init"] = TrainedSeparator(LS_INIT_LABEL, ls_model, ls_params, ls_dir)
         model, params = layerwise.trained
-        if layerwise.final_stage is None:   # no gradient steps at all: the LS layers are final
-            final_dir = checkpoints.save_params_checkpoint(workdir / "dnn" / "ls_layers", model,
-                                                           params, groups=groups, seed=config.seed)
+        if layerwise.final_stage is None:   # LS layers or a mid-stage snapshot kept as best
+            final_dir = checkpoints.save_params_checkpoint(
+                workdir / "dnn" / ("best" if layerwise.best else "ls_layers"), model, params,
+                groups=groups, seed=config.seed)
         else:
             final_dir = workdir / "dnn" / layerwise.final_stage
             checkpoints.write_separator_json(final_dir, model, groups)
@@ -156,6 +173,25 @@ def train_separators(dataset_root: str | Path, workdir: str | Path,
     return out
 
 
+def _dnn_validation(root: Path, groups: Sequence[data.InstrumentGroup], config: ExperimentConfig,
+                    window: int):
+    """`validate` for the layer-wise DNN (None when off or without validation tracks)."""
+    if not config.dnn_keep_best or config.dnn_validation_batches < 1:
+        return None
+    try:
+        tracks = read_split(root, "validation")
+    except Exception:   # noqa: BLE001 - no validation split: train without selection
+        tracks = []
+    if not tracks:
+        log.warning("no validation tracks under %s: the DNN keeps its last stage", root)
+        return None
+    windows = data.SeparationWindows(tracks, groups, sample_rate=config.sample_rate,
+                                     window_samples=window, batch_size=config.batch_size,
+                                     seed=config.seed + 7, remix=False, gain_range=None)
+    return training.validation_si_sdr(
+        itertools.islice(iter(windows), config.dnn_validation_batches))
+
+
 def _folder_name(method: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", method).strip("_")
 
@@ -164,15 +200,22 @@ def evaluate_separators(dataset_root: str | Path, split: str,
                         separators: Sequence[tuple[str, Any, Any]], out_dir: str | Path, *,
                         instruments: str | Sequence[data.InstrumentGroup] | None = None, max_tracks: int | None = None,
                         max_seconds: float | None = 30.0, bss_eval: bool = True,
-                        stems_of_first_track: bool = True) -> dict[str, Any]:
-    """Scores the framing rows and every separator on `dataset_root/split`.
+                        stems_of_first_track: bool = True,
+                        ood_root: str | Path | None = None, ood_split: str = "test"
+                        ) -> dict[str, Any]:
+    """Scores the framing rows and every separator on `dataset_root/split` (and, with
+    `ood_root`, on an out-of-domain folder's `ood_split` too, side by side).
 
     Args:
       separators: (row label, model, host params); all must share instruments and sample rate.
       instruments: the instrument groups of the targets, or their spec string (as the models were
         trained with; the group names must equal the separators' instrument names).
       max_tracks: evaluate the first this many tracks (sorted by id); max_seconds: truncate each.
-    Returns: {'table': markdown, 'rows', 'paths'}.
+      ood_root: an out-of-domain Slakh-layout folder (e.g. `mt3x-data build --preset ood-eval`);
+        its tables go to `out_dir/out-of-domain/`, and `separation_domains.md` puts both side by
+        side.
+    Returns: {'table': in-domain markdown, 'rows', 'paths'}, plus 'domains_table' and
+      'ood_rows' with `ood_root`.
     """
     if not separators:
         raise Mt3xError("evaluate_separators: no separators given")
@@ -203,7 +246,33 @@ def evaluate_separators(dataset_root: str | Path, split: str,
     for label, model, params in separators:
         estimators[label] = (lambda m, p: lambda mix, src: separate.separate_with_model(m, p, mix)
                              )(model, params)
-    tracks = read_split(dataset_root, split)
+    rows, paths = _score_split(estimators, dataset_root, split, groups, names, rate, out_dir,
+                               max_tracks=max_tracks, max_seconds=max_seconds,
+                               bss_eval=bss_eval, stems_of_first_track=stems_of_first_track)
+    result: dict[str, Any] = {"table": evaluate.markdown_table(rows), "rows": rows}
+    if ood_root is not None:
+        ood_rows, ood_paths = _score_split(
+            estimators, ood_root, ood_split, groups, names, rate, out_dir / "out-of-domain",
+            max_tracks=max_tracks, max_seconds=max_seconds, bss_eval=bss_eval,
+            stems_of_first_track=False)
+        paths.update({f"out-of-domain {k}": v for k, v in ood_paths.items()})
+        table = evaluate.domains_markdown({"in-domain": rows, "out-of-domain": ood_rows})
+        paths["domains"] = out_dir / "separation_domains.md"
+        with atomic_path(paths["domains"]) as tmp:
+            tmp.write_text(table)
+        result.update(domains_table=table, ood_rows=ood_rows)
+    result["paths"] = {k: str(v) for k, v in paths.items()}
+    return result
+
+
+def _score_split(estimators: dict[str, evaluate.Estimator], root: str | Path, split: str,
+                 groups: Sequence[data.InstrumentGroup], names: Sequence[str], rate: int,
+                 out_dir: Path, *, max_tracks: int | None, max_seconds: float | None,
+                 bss_eval: bool, stems_of_first_track: bool
+                 ) -> tuple[list[evaluate.TableRow], dict[str, Any]]:
+    """Scores every estimator on `root/split`; writes the tables (and the first track's stems)
+    under `out_dir`; returns (rows, paths)."""
+    tracks = read_split(root, split)
     if max_tracks is not None:
         tracks = tracks[:max_tracks]
     examples = list(data.evaluation_examples(tracks, groups, rate, max_seconds=max_seconds))
@@ -223,14 +292,15 @@ def evaluate_separators(dataset_root: str | Path, split: str,
                 write_audio(stem_dir / _folder_name(method) / f"{name}.wav",
                             np.clip(est[j], -1, 1), rate)
         paths["stems"] = stem_dir
-    return {"table": evaluate.markdown_table(rows), "rows": rows,
-            "paths": {k: str(v) for k, v in paths.items()}}
+    return rows, paths
 
 
 def run_experiment(root: str | Path, out_dir: str | Path,
-                   config: ExperimentConfig = ExperimentConfig(), *, gin_config: str = ""
-                   ) -> dict[str, Any]:
-    """Trains (under out_dir/runs), evaluates and writes everything under `out_dir`."""
+                   config: ExperimentConfig = ExperimentConfig(), *, gin_config: str = "",
+                   ood_root: str | Path | None = None) -> dict[str, Any]:
+    """Trains (under out_dir/runs), evaluates and writes everything under `out_dir`; with
+    `ood_root` (a Slakh-layout folder whose test split is out of domain) also scores there and
+    adds the side-by-side 'domains_table'."""
     out_dir = Path(out_dir)
     trained = train_separators(root, out_dir / "runs", config, gin_config=gin_config)
     order = [k for k in ("dnn_ls_init", "dnn", "unet") if k in trained]
@@ -238,10 +308,12 @@ def run_experiment(root: str | Path, out_dir: str | Path,
         root, config.eval_split, [(trained[k].label, trained[k].model, trained[k].params)
                                   for k in order], out_dir,
         instruments=config.instruments, max_tracks=config.eval_max_tracks,
-        max_seconds=config.eval_max_seconds, bss_eval=config.bss_eval)
+        max_seconds=config.eval_max_seconds, bss_eval=config.bss_eval, ood_root=ood_root)
     summary = {"table": result["table"], "paths": result["paths"],
                "checkpoints": {k: str(trained[k].directory) for k in order},
                "config": dataclasses.asdict(config)}
+    if "domains_table" in result:
+        summary["domains_table"] = result["domains_table"]
     with atomic_path(out_dir / "experiment.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))
     return summary

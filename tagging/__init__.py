@@ -14,6 +14,12 @@ A package of its own on mt3x (not a separator: it imports nothing of `separation
 - `pipeline`: train on a Slakh2100-layout folder, tag files, cluster tracks (what `mt3x-tag` runs).
 """
 
+from mt3x.util.quiet import quiet_startup
+
+# `mt3x-tag` (tagging.cli) loads this package first, and these imports load note_seq/pydub:
+# quiet their start-up noise before they do (--verbose keeps it; see mt3x.util.quiet).
+quiet_startup()
+
 from tagging.examples import (FOUR_STEM_GROUPING, InstrumentGrouping, LabelConfig,
                               SnippetExamples, build_examples, cut_snippets,
                               energy_activity, midi_activity, num_snippets,

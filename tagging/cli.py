@@ -8,6 +8,11 @@
       Trains one model per instrument on ROOT/train (early stopping on ROOT/validation), scores
       ROOT/test; writes DIR/model/ (give DIR or DIR/model to --model), DIR/metrics.md,
       DIR/metrics.csv, DIR/importance.png, DIR/importance.csv, DIR/summary.json.
+  mt3x-tag eval --data ROOT --model DIR [--split test] [--ood-data ROOT2] [--out DIR]
+      Scores a trained tagger on ROOT/<split> (and ROOT2/<--ood-split>, default test) next to
+      its baselines (a constant per-instrument training prior and the majority class): micro
+      F1, micro ROC AUC and macro F1, in-domain and out-of-domain side by side; with --out,
+      writes DIR/eval.json and DIR/eval.txt.
   mt3x-tag cluster --data ROOT [--split test] [--k 4] --out DIR
       k-means of the tracks by spectral statistics; writes DIR/clusters.csv and DIR/clusters.png.
 
@@ -17,24 +22,33 @@ not in Slakh2100 layout).
 
 from __future__ import annotations
 
+from mt3x.util.quiet import cli_args, quiet_startup
+
+quiet_startup()  # first: TensorFlow, pydub and Orbax stay quiet only if set before they load
+
 import argparse
+import json
 import sys
 from pathlib import Path
 
+from mt3x.cli.arguments import add_ood_arguments
 from mt3x.errors import Mt3xError
+from mt3x.util.files import atomic_path, check_output_path
 from tagging.examples import InstrumentGrouping, LabelConfig
 from tagging.model import TrainConfig, load_tagger, metrics_markdown
-from tagging.pipeline import (cluster_folder, tag_file, train_on_folder, write_cluster_outputs,
-                              write_tags_csv, write_training_outputs)
+from tagging.pipeline import (cluster_folder, load_split_examples, tag_file, train_on_folder,
+                              write_cluster_outputs, write_tags_csv, write_training_outputs)
 from tagging.plots import timeline_plot
+from tagging.scoring import format_domains_table as format_scoring_table
+from tagging.scoring import score_methods, scores_json
 
-SUBCOMMANDS = ("train", "cluster")
+SUBCOMMANDS = ("train", "eval", "cluster")
 
 
 def _tag_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mt3x-tag", description="Per-second instrument activity of audio files "
-        "(subcommands: `mt3x-tag train ...`, `mt3x-tag cluster ...`).")
+        "(subcommands: `mt3x-tag train ...`, `mt3x-tag eval ...`, `mt3x-tag cluster ...`).")
     parser.add_argument("audio", nargs="+", type=Path, help="audio files (wav, flac, ...)")
     parser.add_argument("--model", required=True, type=Path,
                         help="directory written by `mt3x-tag train` (or its model/ subfolder)")
@@ -51,8 +65,9 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="folder in Slakh2100 layout with train/ validation/ test/")
     parser.add_argument("--out", required=True, type=Path, help="output directory")
     parser.add_argument("--grouping", default="inst_class",
-                        help="'inst_class' (default), '4stem', or e.g. "
-                        "'piano=0-7,guitar=24-31,bass=32-39,drums=drums,other=*'")
+                        help="'inst_class' (default), '4stem' (with other=*), or instrument "
+                        "groups as for mt3x-separate, e.g. 'piano,guitar,bass,drums,other=*' or "
+                        "'keys=0-7|16-23;drums;other=*'")
     parser.add_argument("--labels", default="energy", choices=("energy", "midi", "both", "either"),
                         help="which activity rule trains and scores (default energy)")
     parser.add_argument("--threshold-db", type=float, default=-40.0,
@@ -61,6 +76,24 @@ def _train_parser() -> argparse.ArgumentParser:
                         help="MIDI rule: sounding time in a snippet (ms)")
     parser.add_argument("--threads", type=int, default=1, help="LightGBM threads")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def _eval_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mt3x-tag eval",
+                                     description="Score a tagger and its baselines, in domain "
+                                     "and out of domain.")
+    parser.add_argument("--data", required=True, type=Path,
+                        help="in-domain folder in Slakh2100 layout")
+    parser.add_argument("--model", required=True, type=Path,
+                        help="directory written by `mt3x-tag train` (or its model/ subfolder)")
+    parser.add_argument("--split", default="test", help="split of --data (default test)")
+    add_ood_arguments(parser)
+    parser.add_argument("--labels", default=None, choices=("energy", "midi", "both", "either"),
+                        help="activity rule to score against (default: the model's)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write eval.json and eval.txt here")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
@@ -102,6 +135,7 @@ def output_names(paths: list[Path]) -> list[str]:
 
 
 def _run_tag(args: argparse.Namespace) -> int:
+    check_output_path(args.out)
     tagger = load_tagger(args.model)
     args.out.mkdir(parents=True, exist_ok=True)
     seconds = tagger.feature_config.snippet_seconds
@@ -121,6 +155,7 @@ def _run_tag(args: argparse.Namespace) -> int:
 def _run_train(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         raise Mt3xError(f"{args.data}: data folder not found")
+    check_output_path(args.out)
     grouping = InstrumentGrouping.parse(args.grouping)
     labels = LabelConfig(threshold_db=args.threshold_db, min_note_ms=args.min_note_ms,
                          source=args.labels)
@@ -141,6 +176,36 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_eval(args: argparse.Namespace) -> int:
+    datasets = [("in-domain", args.data, args.split)]
+    if args.ood_data is not None:
+        datasets.append(("out-of-domain", args.ood_data, args.ood_split))
+    for _, root, _ in datasets:
+        if not root.is_dir():
+            raise Mt3xError(f"{root}: data folder not found")
+    tagger = load_tagger(args.model)
+    by_domain = {}
+    for domain, root, split in datasets:
+        examples = load_split_examples(
+            root, split, instruments=tagger.instruments, grouping=tagger.grouping,
+            label_config=tagger.label_config, feature_config=tagger.feature_config,
+            progress=not args.quiet)
+        by_domain[domain] = score_methods(tagger, examples, label_source=args.labels)
+    table = format_scoring_table(by_domain)
+    print(f"model {args.model}; instruments scored: {', '.join(tagger.instruments)}")
+    print(table)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        report = {"model": str(args.model), "instruments": tagger.instruments,
+                  "datasets": {d: {"root": str(r), "split": s} for d, r, s in datasets},
+                  "scores": scores_json(by_domain)}
+        for name, text in (("eval.json", json.dumps(report, indent=1)), ("eval.txt", table)):
+            with atomic_path(args.out / name) as tmp:
+                tmp.write_text(text + "\n")
+        print(f"wrote {args.out / 'eval.json'}")
+    return 0
+
+
 def _run_cluster(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         raise Mt3xError(f"{args.data}: data folder not found")
@@ -157,10 +222,12 @@ def _run_cluster(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = cli_args(argv)
     try:
         if argv and argv[0] == "train":
             return _run_train(_train_parser().parse_args(argv[1:]))
+        if argv and argv[0] == "eval":
+            return _run_eval(_eval_parser().parse_args(argv[1:]))
         if argv and argv[0] == "cluster":
             return _run_cluster(_cluster_parser().parse_args(argv[1:]))
         return _run_tag(_tag_parser().parse_args(argv))

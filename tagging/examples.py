@@ -7,10 +7,11 @@ examples it is kept only if it is at least half a snippet long (`partial='half'`
 keeps every partial snippet (`partial='pad'`: one row per started second).
 
 Instruments. An instrument is a group of stems chosen by an `InstrumentGrouping`: by default the
-stem's Slakh `inst_class` (Piano, Bass, Drums, ...); or GM program ranges, e.g. the 4-stem grouping
-used in separation papers, `piano=0-7,guitar=24-31,bass=32-39,drums=drums,other=*` (`drums` names
-the group of drum stems, `*` collects every program outside the ranges; without them those stems
-are ignored). Stems whose audio was not rendered are ignored: they are not in the mixture.
+stem's Slakh `inst_class` (Piano, Bass, Drums, ...); or instrument groups in the syntax shared with
+`mt3x-separate` (`mt3x.data.instrument_groups`), e.g. the 4-stem grouping used in separation papers,
+`piano=0-7;guitar=24-31;bass=32-39;drums;other=*` (`drums` takes the drum stems, `*` every stem no
+other group takes; stems that no group takes are ignored). Here the preset `4stem` includes
+`other=*`. Stems whose audio was not rendered are ignored: they are not in the mixture.
 
 Labels. Both rules are computed for every snippet; `LabelConfig.source` picks which one trains:
 
@@ -37,6 +38,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from mt3x.data.instrument_groups import (GroupSpecError, InstrumentGroup, group_index,
+                                         groups_from_json, groups_to_json, parse_groups)
 from mt3x.errors import Mt3xError
 from tagging.features import FeatureConfig, compute_features, feature_names
 
@@ -64,81 +67,71 @@ class GroupingError(Mt3xError):
 
 @dataclasses.dataclass(frozen=True)
 class InstrumentGrouping:
-    """Maps a stem (program, is_drum, inst_class) to an instrument name, or None to ignore it.
+    """Maps a stem to an instrument name, or None to ignore it.
 
     kind='inst_class': the stem's Slakh inst_class (drum stems keep theirs, normally 'Drums').
-    kind='programs': `ranges` of (name, first program, last program), 0-based GM, inclusive;
-    `drums` names the group of drum stems (None ignores them); `other` names the group of programs
-    outside every range (None ignores them).
+    kind='groups': the first of `groups` (`mt3x.data.instrument_groups`) that takes the stem.
     """
 
     kind: str = "inst_class"
-    ranges: tuple[tuple[str, int, int], ...] = ()
-    drums: str | None = None
-    other: str | None = None
+    groups: tuple[InstrumentGroup, ...] = ()
 
-    def group_of(self, program: int, is_drum: bool, inst_class: str) -> str | None:
+    def group_of(self, program: int, is_drum: bool, inst_class: str,
+                 stem_name: str = "") -> str | None:
         if self.kind == "inst_class":
             return inst_class or None
-        if is_drum:
-            return self.drums
-        for name, first, last in self.ranges:
-            if first <= program <= last:
-                return name
-        return self.other
+        index = group_index(StemKey(stem_name, program, is_drum, inst_class), self.groups)
+        return None if index is None else self.groups[index].name
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "ranges": [list(r) for r in self.ranges], "drums": self.drums,
-                "other": self.other}
+        return {"kind": self.kind, "groups": groups_to_json(self.groups)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "InstrumentGrouping":
+        """Reads `to_json`'s dict, and the older {'kind': 'programs', 'ranges', 'drums',
+        'other'} of taggers trained before the shared group syntax."""
         try:
-            return cls(kind=data["kind"], ranges=tuple((str(n), int(a), int(b))
-                                                        for n, a, b in data["ranges"]),
-                       drums=data.get("drums"), other=data.get("other"))
+            if data["kind"] == "programs":
+                groups = [InstrumentGroup(str(n), tuple(range(int(a), int(b) + 1)))
+                          for n, a, b in data["ranges"]]
+                if data.get("drums"):
+                    groups.append(InstrumentGroup(str(data["drums"]), drums=True))
+                if data.get("other"):
+                    groups.append(InstrumentGroup(str(data["other"]), rest=True))
+                return cls("groups", tuple(groups))
+            if data["kind"] not in ("inst_class", "groups"):
+                raise ValueError(f"unknown kind {data['kind']!r}")
+            return cls(kind=data["kind"], groups=groups_from_json(data.get("groups", ())) or ())
         except (KeyError, TypeError, ValueError) as err:
             raise GroupingError(f"instrument grouping: malformed JSON {data!r} ({err})") from err
 
     @classmethod
     def parse(cls, spec: str) -> "InstrumentGrouping":
-        """'inst_class', or comma-separated `name=lo-hi`, `name=drums`, `name=*` items."""
+        """'inst_class', or an instrument group spec (`mt3x.data.instrument_groups`); the preset
+        '4stem' here adds `other=*`, so the stems outside the four are tagged as 'other'."""
         spec = spec.strip()
         if spec == "inst_class":
             return cls()
         if spec in ("4stem", "four_stem"):
             return FOUR_STEM_GROUPING
-        ranges, drums, other = [], None, None
-        for item in filter(None, (s.strip() for s in spec.split(","))):
-            name, sep, value = item.partition("=")
-            name, value = name.strip(), value.strip()
-            if not sep or not name:
-                raise GroupingError(
-                    f"instrument grouping {spec!r}: item {item!r} is not name=value")
-            if value == "drums":
-                drums = name
-            elif value == "*":
-                other = name
-            else:
-                lo, dash, hi = value.partition("-")
-                try:
-                    first, last = int(lo), int(hi if dash else lo)
-                except ValueError:
-                    raise GroupingError(
-                        f"instrument grouping {spec!r}: {item!r} should be name=lo-hi (GM programs "
-                        f"0-127), name=drums or name=*") from None
-                if not 0 <= first <= last <= 127:
-                    raise GroupingError(
-                        f"instrument grouping {spec!r}: range {first}-{last} is not within 0-127")
-                ranges.append((name, first, last))
-        if not ranges and drums is None and other is None:
-            raise GroupingError(f"instrument grouping {spec!r}: no groups")
-        return cls(kind="programs", ranges=tuple(ranges), drums=drums, other=other)
+        try:
+            return cls("groups", parse_groups(spec))
+        except GroupSpecError as err:
+            raise GroupingError(f"{err}; or 'inst_class'") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class StemKey:
+    """The fields of a stem that an instrument group looks at."""
+
+    name: str
+    program: int
+    is_drum: bool
+    inst_class: str
 
 
 FOUR_STEM_GROUPING = InstrumentGrouping(
-    kind="programs", ranges=(("piano", 0, 7), ("guitar", 24, 31), ("bass", 32, 39)),
-    drums="drums", other="other")
+    "groups", parse_groups("4stem") + (InstrumentGroup("other", rest=True),))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,7 +312,8 @@ def _labelled_snippets(track: Any, columns: Sequence[str], grouping: InstrumentG
     mix = np.asarray(track.load_mix(sample_rate=rate), np.float32)
     count = num_snippets(mix.shape[-1], rate, seconds, partial)
     stems = [s for s in track.stems if getattr(s, "audio_rendered", True)]
-    stem_groups = [(s, grouping.group_of(s.program, s.is_drum, s.inst_class)) for s in stems]
+    stem_groups = [(s, grouping.group_of(s.program, s.is_drum, s.inst_class, s.name))
+                   for s in stems]
     stem_groups = [(s, g) for s, g in stem_groups if g is not None]
     found = sorted({g for _, g in stem_groups})
     index = {name: i for i, name in enumerate(columns)}
@@ -393,7 +387,8 @@ def _groups(tracks: Iterable[Any], grouping: InstrumentGrouping) -> list[str]:
     for track in tracks:
         for stem in track.stems:
             if getattr(stem, "audio_rendered", True):
-                group = grouping.group_of(stem.program, stem.is_drum, stem.inst_class)
+                group = grouping.group_of(stem.program, stem.is_drum, stem.inst_class,
+                                           stem.name)
                 if group is not None:
                     groups.add(group)
     return sorted(groups)

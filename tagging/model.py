@@ -33,7 +33,7 @@ import numpy as np
 from sklearn import metrics as skm
 
 from mt3x.errors import Mt3xError
-from mt3x.util.files import atomic_path
+from mt3x.util.files import atomic_path, resolve_inside
 from tagging.examples import InstrumentGrouping, LabelConfig, SnippetExamples
 from tagging.features import FeatureConfig, feature_names
 
@@ -320,7 +320,11 @@ def load_tagger(directory: str | os.PathLike) -> Tagger:
                             "'feature_config' (written by another version?)")
     boosters, thresholds, info = {}, {}, {}
     for entry in entries:
-        model_path = directory / entry["model_file"]
+        try:
+            model_path = resolve_inside(directory, str(entry["model_file"]), source=str(path),
+                                        field=f"instruments[{entry.get('name')!r}].model_file")
+        except Mt3xError as err:
+            raise ModelDirError(str(err)) from None
         if not model_path.is_file():
             raise ModelDirError(f"{model_path}: model file named in {path} is missing")
         try:

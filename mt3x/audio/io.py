@@ -106,7 +106,8 @@ def read_audio(
       file); `sr` is the rate of the returned audio in Hz.
 
     Raises:
-      AudioError: the file is missing, unreadable, empty (no samples) or truncated.
+      AudioError: the file is missing, unreadable, empty (no samples), truncated, or holds NaN or
+        infinite samples.
     """
     path = Path(path)
     info = audio_info(path)
@@ -119,6 +120,9 @@ def read_audio(
         raise AudioError(f"{path}: {problem}")
     if data.shape[0] == 0:
         raise AudioError(f"{path}: audio file has no samples")
+    if not np.isfinite(data).all():  # float WAV/FLAC can store them; every model turns them to NaN
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        raise AudioError(f"{path}: audio contains {bad} NaN or infinite samples")
     audio = np.ascontiguousarray(data.T)  # [channels, samples]
     if mono:
         audio = audio.mean(axis=0, dtype=np.float32) if audio.shape[0] > 1 else audio[0]

@@ -32,6 +32,7 @@ import numpy as np
 
 from mt3x.bundles.safetensors import SafetensorsError, parse_safetensors, write_safetensors
 from mt3x.errors import Mt3xError
+from mt3x.util.files import apply_umask, resolve_inside
 from mt3x.util.trees import flatten_nested, unflatten_nested
 
 BUNDLE_FORMAT = "mt3x-bundle/1"
@@ -140,6 +141,7 @@ def write_bundle(out: str | os.PathLike, *, kind: str, config: Mapping[str, Any]
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
+        apply_umask(staging)  # mkdtemp makes it 0700
         try:
             flat = {k: np.asarray(v) for k, v in flatten_nested(params, "/").items()}
         except ValueError as err:
@@ -194,6 +196,13 @@ def read_manifest(path: str | os.PathLike, kind: str | None = None) -> dict[str,
     for key in ("params", "functions"):
         if not isinstance(manifest.get(key), dict):
             raise BundleError(f"{manifest_path}: field {key!r} is missing or malformed")
+    for name, entry in manifest["functions"].items():
+        if isinstance(entry, dict):
+            try:  # a function file named in the manifest must stay inside the bundle
+                resolve_inside(path, str(entry.get("file")), source=str(manifest_path),
+                               field=f"functions.{name}.file")
+            except Mt3xError as err:
+                raise BundleError(str(err)) from None
     return manifest
 
 
@@ -226,7 +235,7 @@ def read_bundle(path: str | os.PathLike, kind: str | None = None,
         if not isinstance(entry, dict):
             raise BundleError(f"{path / MANIFEST_FILE}: no function {name!r}; it has "
                               f"{sorted(manifest['functions'])}")
-        file = path / str(entry.get("file"))
+        file = path / str(entry.get("file"))  # checked by read_manifest to stay in `path`
         blob = _read_checked(file, entry.get("sha256"))
         if platform not in entry.get("platforms", ()):
             raise BundleError(f"{file} was lowered for {entry.get('platforms')}, not for this "

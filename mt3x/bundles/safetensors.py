@@ -1,11 +1,15 @@
-"""Arrays <-> one file in the safetensors layout (readable by the `safetensors` package, torch,
-candle, ...), written and read with numpy alone.
+"""Arrays <-> one safetensors file (readable by torch, candle, ...), through the `safetensors`
+package.
 
-Layout: an 8-byte little-endian header size N, N bytes of JSON (space-padded to a multiple of 8)
-mapping each name to {"dtype", "shape", "data_offsets": [begin, end]} (offsets into the data
-that follows the header) plus an optional "__metadata__" of string -> string, then the data,
-C-order little-endian, in the order of the sorted names. The same arrays always give the same
-bytes.
+Layout (safetensors'): an 8-byte little-endian header size N, N bytes of JSON mapping each name to
+{"dtype", "shape", "data_offsets"} plus an optional "__metadata__" of string -> string, then the
+data. The package writes it (the same arrays always give the same bytes) and checks it on reading
+(header, offsets, sizes). What stays here: the safetensors dtype code -> numpy dtype table, because
+the package's numpy loader has no bfloat16 (its `safetensors.numpy.load` fails on 'BF16', which
+bfloat16 bundles store), so arrays are built from the package's checked views with ml_dtypes'
+bfloat16; the metadata (the package's deserialiser does not return it); and errors that name the
+file. Files written before the package was used (by a hand-written writer: names sorted, scalars
+stored as shape [1]) read the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Mapping
 
 import ml_dtypes
 import numpy as np
+import safetensors
+import safetensors.numpy
 
 from mt3x.errors import Mt3xError
 from mt3x.util.files import atomic_path
@@ -31,7 +37,6 @@ DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype("bool"),
 }
 _CODES = {dtype: code for code, dtype in DTYPES.items()}
-MAX_HEADER_BYTES = 100 << 20
 
 
 class SafetensorsError(Mt3xError):
@@ -49,28 +54,37 @@ def dtype_code(dtype: np.dtype) -> str:
 
 def write_safetensors(path: str | os.PathLike, arrays: Mapping[str, np.ndarray],
                       metadata: Mapping[str, str] | None = None) -> Path:
-    """Writes `arrays` (name -> array) to `path` atomically; returns the path."""
-    header: dict[str, object] = {}
+    """Writes `arrays` (name -> array) to `path` atomically; returns the path.
+
+    The same arrays and metadata always give the same bytes: the package's own, except that the
+    metadata entries are sorted by key (the package orders them at random,
+    safetensors/safetensors#584; with one entry the bytes equal the package's exactly).
+    """
+    flat = {}
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        flat[str(name)] = np.require(array, DTYPES[dtype_code(array.dtype)], requirements="C")
+    try:
+        blob = safetensors.numpy.save(flat)
+    except (safetensors.SafetensorError, ValueError, TypeError) as err:
+        raise SafetensorsError(f"{path}: cannot write parameters ({err})") from None
     if metadata:
-        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
-    offset = 0
-    ordered = []
-    for name in sorted(arrays):
-        array = np.ascontiguousarray(arrays[name])
-        code = dtype_code(array.dtype)
-        array = array.astype(DTYPES[code], copy=False)
-        header[name] = {"dtype": code, "shape": list(array.shape),
-                        "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-        ordered.append(array)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        handle.write(struct.pack("<Q", len(text)))
-        handle.write(text)
-        for array in ordered:
-            handle.write(array.tobytes())
+        blob = _with_sorted_metadata(blob, {str(k): str(v) for k, v in metadata.items()})
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(blob)
     return Path(path)
+
+
+def _with_sorted_metadata(blob: bytes, metadata: Mapping[str, str]) -> bytes:
+    """The package's file `blob` (written without metadata) with `metadata` as the header's first
+    member, keys sorted, the header space-padded to a multiple of 8 bytes as the package pads it."""
+    (size,) = struct.unpack("<Q", blob[:8])
+    members = blob[8:8 + size].rstrip(b" ")[1:-1]          # the header object without its braces
+    entry = json.dumps({"__metadata__": dict(sorted(metadata.items()))}, separators=(",", ":"),
+                       ensure_ascii=False).encode()[1:-1]
+    header = b"{" + entry + (b"," + members if members else b"") + b"}"
+    header += b" " * (-len(header) % 8)
+    return struct.pack("<Q", len(header)) + header + blob[8 + size:]
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -92,39 +106,22 @@ def parse_safetensors(blob: bytes, path: str | os.PathLike
     """(name -> array, metadata) of a safetensors file's bytes; `path` names it in errors.
 
     Raises:
-      SafetensorsError: truncated file, malformed header, unknown dtype, offsets outside the
-        data or a shape that does not match its byte count.
+      SafetensorsError: what the package refuses (truncated file, malformed header, offsets
+        outside the data, a shape that does not match its byte count), or a dtype numpy cannot
+        hold.
     """
-    if len(blob) < 8:
-        raise SafetensorsError(f"{path}: truncated ({len(blob)} bytes; not a safetensors file)")
-    (size,) = struct.unpack("<Q", blob[:8])
-    if size > min(MAX_HEADER_BYTES, len(blob) - 8):
-        raise SafetensorsError(f"{path}: header size {size} exceeds the file ({len(blob)} bytes); "
-                               "truncated or not a safetensors file")
     try:
-        header = json.loads(blob[8:8 + size])
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SafetensorsError(f"{path}: malformed header ({err})") from None
-    if not isinstance(header, dict):
-        raise SafetensorsError(f"{path}: malformed header (not a JSON object)")
-    metadata = header.pop("__metadata__", None) or {}
-    data = memoryview(blob)[8 + size:]
+        views = safetensors.deserialize(bytes(blob))
+    except safetensors.SafetensorError as err:
+        raise SafetensorsError(f"{path}: not a readable safetensors file ({err}; truncated or "
+                               "not a safetensors file?)") from None
     arrays = {}
-    for name, entry in header.items():
-        try:
-            code, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
-        except (KeyError, TypeError, ValueError):
-            raise SafetensorsError(f"{path}: malformed entry for {name!r}: {entry!r}") from None
+    for name, view in views:
+        code = view["dtype"]
         if code not in DTYPES:
-            raise SafetensorsError(f"{path}: array {name!r} has unknown dtype {code!r}; expected "
-                                   f"one of {sorted(DTYPES)}")
-        dtype = DTYPES[code]
-        if not 0 <= begin <= end <= len(data):
-            raise SafetensorsError(f"{path}: array {name!r} lies at bytes {begin}..{end} but the "
-                                   f"data holds {len(data)} bytes (truncated file?)")
-        count = int(np.prod(shape, dtype=np.int64))
-        if count * dtype.itemsize != end - begin:
-            raise SafetensorsError(f"{path}: array {name!r} of shape {shape} {code} needs "
-                                   f"{count * dtype.itemsize} bytes, the file gives {end - begin}")
-        arrays[name] = np.frombuffer(data[begin:end], dtype).reshape(shape).copy()
+            raise SafetensorsError(f"{path}: array {name!r} has dtype {code!r}; expected one of "
+                                   f"{sorted(DTYPES)}")
+        arrays[name] = np.frombuffer(view["data"], DTYPES[code]).reshape(view["shape"])
+    (size,) = struct.unpack("<Q", blob[:8])
+    metadata = json.loads(bytes(blob[8:8 + size])).get("__metadata__") or {}
     return arrays, dict(metadata)

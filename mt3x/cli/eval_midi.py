@@ -8,6 +8,10 @@ and control changes dropped (MT3's references are stored that way), then
 
 from __future__ import annotations
 
+from mt3x.util.quiet import cli_args, quiet_startup
+
+quiet_startup()  # first: TensorFlow, pydub and Orbax stay quiet only if set before they load
+
 import argparse
 import json
 import sys
@@ -38,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(cli_args(argv))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # note_seq's optional audio deps warn on import

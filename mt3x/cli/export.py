@@ -17,6 +17,10 @@ dtype, sizes and the time taken; a bad directory prints `error: ...` and exits 2
 
 from __future__ import annotations
 
+from mt3x.util.quiet import cli_args, quiet_startup
+
+quiet_startup()  # first: TensorFlow, pydub and Orbax stay quiet only if set before they load
+
 import argparse
 import json
 import os
@@ -27,6 +31,8 @@ from pathlib import Path
 from mt3x.bundles.mt3_export import export_mt3_bundle
 from mt3x.bundles.mt3_runtime import MT3_KIND
 from mt3x.errors import Mt3xError
+from mt3x.util.compilation_cache import enable_compilation_cache
+from mt3x.util.files import check_output_path
 from mt3x.models import Mt3Model
 from mt3x.plugins import Registry, installed_registry
 from mt3x.transcription.checkpoint import resolve_checkpoint
@@ -99,6 +105,7 @@ def export(args: argparse.Namespace, registry: Registry | None = None) -> Path:
     registry = installed_registry() if registry is None else registry
     kind = detect_kind(args.checkpoint, registry)
     platforms = _platforms(args.platforms)
+    check_output_path(args.out)
     if kind != MT3_KIND:
         given = [f"--{name}" for name in MT3_ONLY_OPTIONS if getattr(args, name) is not None]
         if given:
@@ -132,9 +139,10 @@ def describe_bundle(path: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = cli_args(argv)
     try:
         args = build_parser().parse_args(argv)
+        enable_compilation_cache()
         start = time.perf_counter()
         path = export(args)
         for line in describe_bundle(path):

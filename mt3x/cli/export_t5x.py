@@ -11,6 +11,10 @@ reads it back. Errors -> `error: ...` on stderr, exit code 2.
 
 from __future__ import annotations
 
+from mt3x.util.quiet import cli_args, quiet_startup
+
+quiet_startup()  # first: TensorFlow, pydub and Orbax stay quiet only if set before they load
+
 import argparse
 import sys
 
@@ -40,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(cli_args(argv))
     try:
         from mt3x.t5x_checkpoint import export_t5x_checkpoint
 

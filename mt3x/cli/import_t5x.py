@@ -13,6 +13,10 @@ mis-shaped array -> `error: ...` naming it, exit code 2. Needs neither t5x nor T
 
 from __future__ import annotations
 
+from mt3x.util.quiet import cli_args, quiet_startup
+
+quiet_startup()  # first: TensorFlow, pydub and Orbax stay quiet only if set before they load
+
 import argparse
 import json
 import sys
@@ -44,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(cli_args(argv))
     try:
         from mt3x.t5x_checkpoint import import_t5x_checkpoint, parse_config_option
 

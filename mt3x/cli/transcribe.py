@@ -16,6 +16,10 @@ unreadable, too short or silent audio; a soundfont without a transcribed program
 
 from __future__ import annotations
 
+from mt3x.util.quiet import cli_args, quiet_startup
+
+quiet_startup()  # first: TensorFlow, pydub and Orbax stay quiet only if set before they load
+
 import argparse
 import os
 import sys
@@ -27,6 +31,8 @@ from mt3x.bundles.mt3_runtime import BundleTranscriber
 from mt3x.data.midi import read_midi_note_sequence
 from mt3x.data.render import check_soundfont
 from mt3x.errors import Mt3xError
+from mt3x.util.compilation_cache import enable_compilation_cache
+from mt3x.util.files import check_output_path
 from mt3x.transcription.files import WaveformTranscriber, transcribe_files
 from mt3x.transcription.metrics import format_table, transcription_metrics
 
@@ -65,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(cli_args(argv))
+    enable_compilation_cache()  # a relaunch loads the compiled encoder/decoder
     try:
         return _run(args)
     except Mt3xError as err:
@@ -74,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_output_path(args.out)
     references = None
     if args.reference is not None:
         if len(args.reference) != len(args.audio):
@@ -103,6 +111,9 @@ def _run(args: argparse.Namespace) -> int:
     for item in written:
         print(f"[transcribe] {item.audio_path} -> {item.midi_path}: {item.num_notes} notes, "
               f"{item.num_instruments} instruments, {item.audio_seconds:.1f} s of audio")
+        print(f"[transcribe]   decoding health: {item.invalid_events} invalid events, "
+              f"{item.duplicate_notes} duplicate notes, {item.truncated_segments} segments "
+              f"at the token limit, {item.dropped_events} dropped events")
         if item.stems:
             print(f"[transcribe]   stems in {item.stems[0].path.parent}: " + ", ".join(
                 f"{stem.path.name} ({stem.num_notes} notes)" for stem in item.stems))

@@ -20,7 +20,8 @@ training chain, step by step).
 
 from mt3x.codec.codec import Codec, CodecError, Event, EventRange
 from mt3x.codec.decoding import (DecodeResult, NoteDecodingState, assign_instruments,
-                                 begin_tied_pitches_section, decode_events,
+                                 begin_tied_pitches_section, count_duplicate_notes,
+                                 decode_events, hit_token_limit,
                                  decode_note_event, decode_note_onset_event,
                                  flush_note_decoding_state, tokens_to_note_sequence)
 from mt3x.codec.event_index import (IndexedEvents, audio_frame_times, encode_and_index_events,

@@ -6,6 +6,11 @@ until a shift passes the next segment's start (the remaining tokens are counted 
 that are not codec events, and events that are impossible in the current state (note-off of a
 silent pitch, a tie outside a tie section, a drum with velocity 0, time going backwards...), are
 skipped and counted as invalid; they never raise.
+
+Decoding health (`DecodeResult`): besides MT3's invalid and dropped events, a file reports its
+duplicate notes (`count_duplicate_notes`: notes that repeat an earlier note's onset step, pitch
+and program, the signature of a decoder that repeats itself) and, for model ids, the segments
+that hit the token limit (`hit_token_limit`: no EOS within the decoded length).
 """
 
 from __future__ import annotations
@@ -19,8 +24,8 @@ import numpy as np
 
 from mt3x.codec.codec import Codec, CodecError, Event
 from mt3x.codec.event_index import step_floor
-from mt3x.codec.vocabulary import (TranscriptionConfig, TokenVocabulary, bin_to_velocity,
-                                   get_config, num_velocity_bins_from_codec,
+from mt3x.codec.vocabulary import (EOS_ID, TranscriptionConfig, TokenVocabulary,
+                                   bin_to_velocity, get_config, num_velocity_bins_from_codec,
                                    vocabulary_from_codec)
 
 DEFAULT_VELOCITY = 100
@@ -198,11 +203,41 @@ def decode_events(state: NoteDecodingState, tokens: Sequence[int] | np.ndarray,
 
 @dataclasses.dataclass
 class DecodeResult:
-    """A decoded file: notes plus how many tokens were invalid or dropped (MT3's counters)."""
+    """A decoded file: notes plus how many tokens were invalid or dropped (MT3's counters), and
+    the decoding-health counters.
+
+    truncated_segments: segments whose model ids hold no EOS (the decoder hit its token limit;
+      always 0 when decoding codec indices, which carry no EOS).
+    duplicate_notes: notes repeating an earlier note's (onset step, pitch, program, is_drum).
+    """
 
     note_sequence: note_seq.NoteSequence
     invalid_events: int
     dropped_events: int
+    truncated_segments: int = 0
+    duplicate_notes: int = 0
+
+
+def hit_token_limit(ids: Sequence[int] | np.ndarray, eos_id: int = EOS_ID) -> bool:
+    """True when a segment's int[length] model ids contain no EOS: greedy decoding ran until
+    the token limit instead of ending the segment (its last events may be cut)."""
+    ids = np.asarray(ids).reshape(-1)
+    return bool(ids.size) and not bool(np.any(ids == eos_id))
+
+
+def count_duplicate_notes(ns: note_seq.NoteSequence, steps_per_second: float = 100.0) -> int:
+    """Notes whose (onset step at `steps_per_second`, pitch, program, is_drum) repeats an
+    earlier note's; 0 for a sequence without repeated onsets."""
+    seen: set[tuple[int, int, int, bool]] = set()
+    duplicates = 0
+    for note in ns.notes:
+        key = (int(round(note.start_time * steps_per_second)), int(note.pitch),
+               0 if note.is_drum else int(note.program), bool(note.is_drum))
+        if key in seen:
+            duplicates += 1
+        else:
+            seen.add(key)
+    return duplicates
 
 
 SegmentLike = Union[tuple[float, Sequence[int]], "object"]
@@ -248,7 +283,8 @@ def tokens_to_note_sequence(
         postprocessing does, so shifts count from the step the encoder indexed.
 
     Returns:
-      DecodeResult(note_sequence, invalid_events, dropped_events).
+      DecodeResult(note_sequence, invalid_events, dropped_events, truncated_segments,
+      duplicate_notes).
     """
     if isinstance(config, Codec):
         codec = config
@@ -271,9 +307,10 @@ def tokens_to_note_sequence(
 
     state = NoteDecodingState()
     decode_fn = decode_note_onset_event if onsets_only else decode_note_event
-    invalid_total = dropped_total = 0
+    invalid_total = dropped_total = truncated = 0
     for i, (start, tokens) in enumerate(items):
         if from_model_ids:
+            truncated += hit_token_limit(tokens)
             tokens = vocabulary.decode_to_codec_tokens(tokens)
         if use_ties:
             begin_tied_pitches_section(state)
@@ -285,4 +322,5 @@ def tokens_to_note_sequence(
         ns = state.note_sequence
     else:
         ns = flush_note_decoding_state(state)
-    return DecodeResult(ns, invalid_total, dropped_total)
+    return DecodeResult(ns, invalid_total, dropped_total, truncated_segments=truncated,
+                        duplicate_notes=count_duplicate_notes(ns, codec.steps_per_second))

@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from mt3x.audio.mt3_config import MT3_SPECTROGRAM_CONFIG
 from mt3x.codec.codec import Codec, CodecError, EventRange
 
 MIN_MIDI_PITCH = 0
@@ -243,7 +244,7 @@ class TranscriptionConfig:
     program_granularity: str
     use_ties: bool
     onsets_only: bool = False
-    inputs_length: int = 256
+    inputs_length: int = MT3_SPECTROGRAM_CONFIG.frames_per_segment
     targets_length: int = 1024
 
     def __post_init__(self):
@@ -263,7 +264,8 @@ class TranscriptionConfig:
 PRESETS: dict[str, TranscriptionConfig] = {
     # mt3/gin/mt3.gin: multi-instrument, ties, full programs, 1 velocity bin, 256 frames.
     "mt3": TranscriptionConfig(name="mt3", vocab=VocabularyConfig(num_velocity_bins=1),
-                               program_granularity="full", use_ties=True, inputs_length=256),
+                               program_granularity="full", use_ties=True,
+                               inputs_length=MT3_SPECTROGRAM_CONFIG.frames_per_segment),
     # mt3/gin/ismir2021.gin: piano, no ties, flat programs, 127 velocity bins, 512 frames.
     "ismir2021": TranscriptionConfig(name="ismir2021",
                                      vocab=VocabularyConfig(num_velocity_bins=127),

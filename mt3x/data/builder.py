@@ -18,7 +18,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
-import multiprocessing
 import os
 import shutil
 import time
@@ -40,6 +39,7 @@ from mt3x.data.loudness import integrated_loudness
 from mt3x.data.plan import SPLITS, BuildConfig, BuildError, TrackPlan, plan_tracks
 from mt3x.errors import Mt3xError
 from mt3x.util.files import atomic_path
+from mt3x.util.parallel import parallel_map
 
 MANIFEST = "build.yaml"
 BUILDER_VERSION = 1
@@ -231,22 +231,7 @@ def _track_worker(args: tuple[TrackPlan, BuildConfig, str]) -> tuple[str, str, f
 
 
 def _map(func, items: list, jobs: int, desc: str, progress: bool):
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(items), desc=desc, unit="item", disable=not progress, leave=False)
-    try:
-        if jobs <= 1 or len(items) <= 1:
-            for item in items:
-                yield func(item)
-                bar.update()
-            return
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(processes=min(jobs, len(items))) as pool:
-            for result in pool.imap_unordered(func, items):
-                yield result
-                bar.update()
-    finally:
-        bar.close()
+    return parallel_map(func, items, jobs, desc=desc, progress=progress)
 
 
 # ----------------------------------------------------------------------------- the build

@@ -25,6 +25,7 @@ from mt3x.audio.io import audio_info, read_audio
 from mt3x.data.instruments import SLAKH_CLASS_PROGRAMS
 from mt3x.data.midi import read_midi_note_sequence
 from mt3x.errors import Mt3xError
+from mt3x.util.files import resolve_inside
 
 AUDIO_SUFFIXES = (".flac", ".wav")
 SPLIT_NAMES = ("train", "validation", "test", "omitted")
@@ -223,6 +224,12 @@ def read_track(track_dir: str | os.PathLike) -> SlakhTrack:
         where = f"{meta_path}: stems.{name}"
         if not isinstance(meta, dict):
             raise DatasetError(f"{where}: expected a mapping of stem fields, got {meta!r}")
+        for folder, suffix in (("stems", ".flac"), ("MIDI", ".mid")):
+            try:  # the stem's name becomes a file name: it must stay inside the track
+                resolve_inside(track_dir / folder, f"{name}{suffix}", source=str(meta_path),
+                               field=f"stem name (under {folder}/)")
+            except Mt3xError as err:
+                raise DatasetError(str(err)) from None
         is_drum = _field(meta, "is_drum", bool, where, default=False)
         program = _field(meta, "program_num", int, where, default=0 if is_drum else None)
         rendered = _field(meta, "audio_rendered", bool, where, default=True)

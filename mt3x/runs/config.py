@@ -27,6 +27,7 @@ from mt3x.trainer import CheckpointOptions
 LR_SCHEDULES = ("constant", "rsqrt", "cosine")
 OPTIMIZERS = ("adafactor", "adamw")
 EVAL_SPLITS = ("train", "validation", "test")
+INPUT_PIPELINES = ("seqio", "grain")
 
 
 class RunConfigError(Mt3xError):
@@ -45,7 +46,14 @@ class DataConfig:
       the data shards of the mesh).
     target_length: decoder length in tokens; longer targets are skipped and counted (MT3: 1024).
     max_examples_per_mix: mixing augmentation of 1..N examples (None: off).
-    in_memory_cache: keep tokenized tracks in memory after the first epoch (small datasets).
+    in_memory_cache: keep tokenized tracks in memory after the first epoch (small datasets;
+      seqio only).
+    input_pipeline: 'seqio' (tf.data over the dataset folder; needs TensorFlow) or 'grain'
+      (Grain over the piece cache `cache_dir`; no TensorFlow; transcription evaluation still
+      reads `dataset_root`).
+    cache_dir: the piece cache of `mt3x-data cache` (grain only); its manifest must match
+      `dataset_name`, `vocab` and `program_source`.
+    workers: Grain worker processes preparing training batches (0: in the training process).
     """
 
     dataset_root: str | os.PathLike
@@ -56,11 +64,22 @@ class DataConfig:
     target_length: int = 1024
     max_examples_per_mix: int | None = None
     in_memory_cache: bool = True
+    input_pipeline: str = "seqio"
+    cache_dir: str | os.PathLike | None = None
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.target_length < 1:
             raise RunConfigError(f"data: need batch_size >= 1 and target_length >= 1, got "
                                  f"{self.batch_size} and {self.target_length}")
+        if self.input_pipeline not in INPUT_PIPELINES:
+            raise RunConfigError(f"data.input_pipeline: expected one of {INPUT_PIPELINES}, got "
+                                 f"{self.input_pipeline!r}")
+        if self.input_pipeline == "grain" and self.cache_dir is None:
+            raise RunConfigError("data.cache_dir: input_pipeline='grain' reads a piece cache; "
+                                 "build one with `mt3x-data cache DATASET --out CACHE`")
+        if self.workers < 0:
+            raise RunConfigError(f"data.workers: expected >= 0, got {self.workers}")
 
 
 @dataclasses.dataclass(frozen=True)

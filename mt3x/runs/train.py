@@ -19,7 +19,6 @@ optionally `schedule.freeze_patterns` (regexes of parameter names, e.g. '^encode
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 from pathlib import Path
@@ -28,14 +27,14 @@ from typing import Any, Callable, Iterable
 import jax
 import optax
 
-from mt3x.runs.common import eval_task_name, make_model, register_dataset
-from mt3x.runs.config import DataConfig, Mt3TrainConfig, RunConfigError, ScheduleConfig
-from mt3x.tasks import registry as tasks
+from mt3x.runs.common import make_model
+from mt3x.runs.config import Mt3TrainConfig, RunConfigError, ScheduleConfig
+from mt3x.runs.grain_input import GrainRunInput
+from mt3x.tasks.counters import pipeline_scalars
 from mt3x.trainer import (Partitioner, TrainResult, make_optimizer, train,
                           warmup_cosine_schedule, warmup_rsqrt_schedule)
 from mt3x.transcription.checkpoint import check_vocab, save_model_spec
-from mt3x.transcription.evaluation import TranscriptionEvaluator, load_eval_files
-from mt3x.transcription.segments import segment_frames
+from mt3x.transcription.evaluation import EvalFile, TranscriptionEvaluator
 
 log = logging.getLogger(__name__)
 
@@ -58,29 +57,29 @@ def train_mt3(config: Mt3TrainConfig, *, gin_config: str = "") -> TrainResult:
     """
     model = build_model(config)
     check_run(config)
-    names = prepare_dataset(config)
+    run_input = select_input(config)
     partitioner = Partitioner(num_partitions=config.num_partitions)
     optimizer, learning_rate = build_optimizer(config.schedule)
-    evaluators = build_evaluators(config, model, names, partitioner)
+    evaluators = build_evaluators(config, model, run_input.eval_files(), partitioner)
     workdir = prepare_workdir(config, model)
-    log.info("train_mt3: tasks %s, %s", names["train"], json.dumps(
+    log.info("train_mt3: %s, %s", run_input.description, json.dumps(
         {"batch_size": config.data.batch_size, "num_steps": config.schedule.num_steps,
          "optimizer": config.schedule.optimizer,
          "learning_rate": config.schedule.learning_rate,
          "freeze": list(config.schedule.freeze_patterns)}))
     evaluation, report = config.evaluation, config.report
     return train(
-        model=model, train_data=functools.partial(train_batches, config.data, names["train"]),
+        model=model, train_data=run_input.train_data(),
         workdir=workdir, num_steps=config.schedule.num_steps,
         batch_size=config.data.batch_size, optimizer=optimizer,
         learning_rate_fn=learning_rate if callable(learning_rate) else None,
-        partitioner=partitioner, eval_data=build_eval_batches(config, names["train"]),
+        partitioner=partitioner, eval_data=run_input.eval_batches(),
         evaluators=evaluators, eval_every_steps=evaluation.every_steps,
         eval_max_batches=evaluation.loss_batches or None, checkpoint=config.checkpoint,
         init_params_from=config.init_checkpoint, seed=config.seed,
         nonfinite_policy=config.nonfinite_policy, log_every_steps=report.log_every_steps,
         gin_config=gin_config, show_progress=report.show_progress,
-        tensorboard=report.tensorboard)
+        tensorboard=report.tensorboard, train_scalars=pipeline_scalars)
 
 
 def build_model(config: Mt3TrainConfig) -> Any:
@@ -104,15 +103,17 @@ def check_run(config: Mt3TrainConfig) -> None:
         raise RunConfigError(f"init_checkpoint {config.init_checkpoint} does not exist")
 
 
-def prepare_dataset(config: Mt3TrainConfig) -> dict[str, str]:
-    """Checks the train split (and the evaluation split when evaluating) and registers the
-    dataset's tasks; returns role -> task name (see `register_dataset`)."""
-    data = config.data
-    splits = ("train", config.evaluation.split) if config.evaluation.enabled else ("train",)
-    return register_dataset(data.dataset_root, dataset_name=data.dataset_name, vocab=data.vocab,
-                            program_source=data.program_source,
-                            in_memory_cache=data.in_memory_cache,
-                            max_examples_per_mix=data.max_examples_per_mix, splits=splits)
+def select_input(config: Mt3TrainConfig) -> Any:
+    """The run's input pipeline (`data.input_pipeline`), its data checked: a `GrainRunInput`
+    (piece cache, no TensorFlow) or a `SeqioRunInput` (seqio tasks registered). Both give
+    `train_data()`, `eval_batches()`, `eval_files()` and a `description`."""
+    if config.data.input_pipeline == "grain":
+        return GrainRunInput(config)
+    # The one dispatch point to the seqio driver: imported here, only for a seqio run, so that
+    # the module graph of a Grain run (mt3x.runs.train and what it imports) holds no TensorFlow.
+    from mt3x.runs.seqio_input import SeqioRunInput  # noqa: PLC0415
+
+    return SeqioRunInput(config)
 
 
 def make_learning_rate(*, learning_rate: float, schedule: str = "constant",
@@ -146,36 +147,14 @@ def build_optimizer(schedule: ScheduleConfig) -> tuple[optax.GradientTransformat
     return optimizer, learning_rate
 
 
-def train_batches(data: DataConfig, task: str, seed: int, *, split: str = "train") -> Batches:
-    """This host's share of the batches of `task`'s `split` in a seeded order: dicts of numpy
-    arrays (raw audio frames float32[batch / processes, frames, 128], target tokens
-    int32[batch / processes, target_length], ...)."""
-    processes = jax.process_count()
-    lengths = {"inputs": segment_frames(data.vocab), "targets": int(data.target_length)}
-    return tasks.make_train_batches(
-        task, batch_size=data.batch_size // processes, seed=seed, split=split,
-        feature_lengths=lengths, shard_index=jax.process_index(), num_shards=processes)
-
-
-def build_eval_batches(config: Mt3TrainConfig, task: str) -> Callable[[], Batches] | None:
-    """A zero-argument callable giving a fresh, identical pass of validation-loss batches at
-    every evaluation (None when `evaluation.loss_batches` is 0)."""
-    if config.evaluation.loss_batches <= 0:
-        return None
-    return functools.partial(train_batches, config.data, task, config.seed + 1,
-                             split=config.evaluation.split)
-
-
-def build_evaluators(config: Mt3TrainConfig, model: Any, names: dict[str, str],
+def build_evaluators(config: Mt3TrainConfig, model: Any,
+                     files: Callable[[], list[EvalFile]],
                      partitioner: Partitioner) -> list[TranscriptionEvaluator]:
     """The transcription evaluator of `evaluation.split` (none when `evaluation.transcription`
-    is off); its files are loaded at the first evaluation."""
+    is off); `files` (the run input's `eval_files()`) is called at the first evaluation."""
     evaluation, data = config.evaluation, config.data
     if not evaluation.transcription:
         return []
-    files = functools.partial(load_eval_files, eval_task_name(names, evaluation.split),
-                              max_files=evaluation.max_files,
-                              frames_per_segment=segment_frames(data.vocab))
     return [TranscriptionEvaluator(
         model=model, vocab=data.vocab, partitioner=partitioner, files=files,
         batch_size=evaluation.batch_size or data.batch_size,

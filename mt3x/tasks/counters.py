@@ -13,6 +13,9 @@ from __future__ import annotations
 import collections
 import threading
 
+#: The counters both drivers keep; `pipeline_scalars` reports them even while they are 0.
+COUNTER_NAMES: tuple[str, ...] = ("examples_too_long", "examples_seen", "tracks_failed")
+
 _COUNTS: collections.Counter = collections.Counter()
 _COUNTS_LOCK = threading.Lock()
 
@@ -32,6 +35,18 @@ def pipeline_counters(key: str | None = None) -> dict[str, int] | dict[tuple[str
         if key is None:
             return dict(_COUNTS)
         return {name: n for (k, name), n in _COUNTS.items() if k == key}
+
+
+def pipeline_scalars(prefix: str = "data/") -> dict[str, float]:
+    """Every counter summed over tasks/pipelines, as scalars for a run's report:
+    {'data/examples_too_long': n, 'data/examples_seen': n, ...} (the trainer writes them with
+    its train scalars; see `mt3x.trainer.train(train_scalars=...)`); the `COUNTER_NAMES` are
+    always present, 0 until counted."""
+    totals: collections.Counter = collections.Counter({name: 0 for name in COUNTER_NAMES})
+    with _COUNTS_LOCK:
+        for (_, name), n in _COUNTS.items():
+            totals[name] += n
+    return {f"{prefix}{name}": float(n) for name, n in sorted(totals.items())}
 
 
 def reset_pipeline_counters() -> None:

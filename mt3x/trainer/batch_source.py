@@ -55,11 +55,17 @@ class ReplayBatchSource:
         return {"kind": "replay", "seed": self.seed, "consumed": self.consumed}
 
     def set_state(self, state: Mapping[str, Any]) -> None:
+        if not state:  # no position saved (e.g. an imported checkpoint): start of the data
+            return
         if state.get("kind", "replay") != "replay":
             raise TrainerError(
                 f"data position {dict(state)} was not written by a ReplayBatchSource")
-        self.seed = int(state["seed"])
-        self.consumed = int(state["consumed"])
+        try:
+            self.seed = int(state["seed"])
+            self.consumed = int(state["consumed"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise TrainerError(f"data position {dict(state)}: missing or malformed field "
+                               f"{err}; expected 'seed' and 'consumed' integers") from None
 
     def __iter__(self) -> Iterator[Batch]:
         iterator = iter(self._make_iterable(self.seed))

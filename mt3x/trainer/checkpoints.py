@@ -7,6 +7,10 @@ checkpoints/<step>/data/    the data position (JSON, BatchSource.get_state())
 checkpoints/<step>/meta/    operative gin config text, train-loss history, free-form info (JSON)
 checkpoints/<step>/commit_success.txt   written last: a step without it is partial, ignored
 ```
+A committed step whose files were later damaged (an Orbax data file missing or truncated) is
+found when it is read: restoring "the latest step" then falls back to the newest intact step with
+a warning naming the damaged step and file (`newest_intact`, the one place of that rule); an
+explicitly requested damaged step, or none intact, is a CheckpointError naming step and file.
 Saves are asynchronous (training continues while arrays are written); `wait()` and `close()`
 block until they are committed, and `train` always calls them before it returns or raises.
 Restoring takes a target with shardings, so a checkpoint written on one mesh loads onto another.
@@ -14,11 +18,14 @@ Restoring takes a target with shardings, so a checkpoint written on one mesh loa
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import re
+import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import jax
 import numpy as np
@@ -29,9 +36,21 @@ from mt3x.trainer.errors import CheckpointError
 from mt3x.trainer.partitioning import path_str
 from mt3x.trainer.train_state import TrainState
 
+log = logging.getLogger(__name__)
+
 PyTree = Any
+T = TypeVar("T")
 BEST_MODES = ("min", "max")
 _STEP_DIR = re.compile(r"^(\d+)(\..*)?$")
+_LOCAL_FILE = re.compile(r'local file "([^"]+)"')
+
+
+class DamagedCheckpointError(CheckpointError):
+    """A committed step cannot be read: one of its files is missing, truncated or corrupt."""
+
+    def __init__(self, step: int, file: str, reason: str) -> None:
+        super().__init__(f"checkpoint step {step} is damaged: {file}: {reason}")
+        self.step, self.file, self.reason = step, file, reason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,13 +248,100 @@ class Checkpointer:
 
     # ---- restore --------------------------------------------------------------------------
     def _stored_state_metadata(self, step: int) -> PyTree:
-        metadata = self._manager.item_metadata(step)
+        with self._reading(step):
+            metadata = self._manager.item_metadata(step)
         stored = metadata["state"] if metadata is not None else None
         if stored is None:
+            state_dir = self.directory / str(step) / "state"
+            if state_dir.is_dir():
+                raise DamagedCheckpointError(step, str(state_dir / "_METADATA"),
+                                             "missing or unreadable array metadata")
             raise CheckpointError(
                 f"checkpoint {self.directory / str(step)} has no readable 'state' item; it was "
                 "not written by mt3x.trainer")
         return stored
+
+    @contextlib.contextmanager
+    def _reading(self, step: int) -> Iterator[None]:
+        """Turns a failed read of `step`'s files (Orbax / TensorStore / OS errors) into a
+        DamagedCheckpointError naming the step and the file."""
+        _quiet_aborted_reads()
+        try:
+            yield
+        except CheckpointError:
+            raise
+        except Exception as err:  # noqa: BLE001 (TensorStore raises plain ValueErrors)
+            text = str(err).split(" [tensorstore_spec", 1)[0]
+            files = _LOCAL_FILE.findall(text)
+            if files:
+                file = files[-1]
+            elif isinstance(err, OSError) and err.filename:
+                file = str(err.filename)
+            else:
+                file = str(self.directory / str(step))
+            raise DamagedCheckpointError(step, file, _damage(Path(file), text)) from None
+
+    def verify_step(self, step: int) -> None:
+        """Reads every array of `step` into host memory; raises DamagedCheckpointError when a
+        file is missing, truncated or corrupt."""
+        stored = self._stored_state_metadata(step)
+        args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), stored)
+        with self._reading(step):
+            self._manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(item=None, restore_args=args),
+                data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
+
+    def newest_intact(self, step: int | None, read: Callable[[int], T]) -> tuple[int, T]:
+        """(step, read(step)) for `step`, or for the newest committed step that `read` can read.
+
+        `read` raises DamagedCheckpointError for a damaged step: with `step` given that error
+        propagates; otherwise each damaged step is logged as a warning naming step and file and
+        the next older one is tried; none intact raises a CheckpointError naming them all.
+        Any other error (e.g. a checkpoint of another model) propagates at once.
+        """
+        if step is not None:
+            return step, read(self._require_step(step))
+        damaged: list[DamagedCheckpointError] = []
+        for candidate in reversed(self.all_steps() or [self._require_step(None)]):
+            try:
+                result = read(candidate)
+            except DamagedCheckpointError as err:
+                damaged.append(err)
+                continue
+            for err in damaged:
+                log.warning("%s; using step %d, the newest intact step of %s", err, candidate,
+                            self.directory)
+            return candidate, result
+        raise CheckpointError(f"checkpoint directory {self.directory} has no intact step: "
+                              + "; ".join(str(err) for err in damaged))
+
+    def intact_step(self, step: int | None = None) -> int:
+        """`step` (checked), or the newest committed step whose files all read (see
+        `newest_intact`); reads the arrays once to check them."""
+        return self.newest_intact(step, self.verify_step)[0]
+
+    def resume_step(self) -> int | None:
+        """The step a run resumes from: the newest intact committed step (None: none yet).
+
+        Damaged newer steps are renamed `<step>.damaged` (kept for inspection, ignored as
+        partial) so that the resumed run can write those steps again.
+        """
+        if not self.all_steps():
+            return None
+        step = self.intact_step()
+        newer = [s for s in self.all_steps() if s > step]
+        if newer and jax.process_index() == 0:
+            for damaged in newer:
+                aside = self.directory / f"{damaged}.damaged"
+                while aside.exists():
+                    aside = aside.with_name(aside.name + "-again")
+                (self.directory / str(damaged)).rename(aside)
+                log.warning("moved damaged checkpoint step %d aside to %s", damaged, aside)
+        if newer:
+            if jax.process_count() > 1:
+                ocp.multihost.sync_global_processes("mt3x_checkpoint_set_aside_damaged")
+            self._manager.reload()
+        return step
 
     def restore(self, abstract_state: TrainState, step: int | None = None
                 ) -> tuple[TrainState, dict[str, Any], dict[str, Any]]:
@@ -249,13 +355,17 @@ class Checkpointer:
           CheckpointError: no committed checkpoint, or it does not fit the target (names the
             directory and the first mismatching array path and shapes).
         """
-        step = self._require_step(step)
         target = state_to_dict(abstract_state)
-        check_compatible(self._stored_state_metadata(step), target,
-                         where=str(self.directory / str(step)))
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=_pytree_restore(target), data=ocp.args.JsonRestore(),
-            meta=ocp.args.JsonRestore()))
+
+        def read(step: int) -> dict[str, Any]:
+            check_compatible(self._stored_state_metadata(step), target,
+                             where=str(self.directory / str(step)))
+            with self._reading(step):
+                return self._manager.restore(step, args=ocp.args.Composite(
+                    state=_pytree_restore(target), data=ocp.args.JsonRestore(),
+                    meta=ocp.args.JsonRestore()))
+
+        _, restored = self.newest_intact(step, read)
         return dict_to_state(restored["state"]), dict(restored["data"]), dict(restored["meta"])
 
     def restore_params(self, abstract_params: PyTree, step: int | None = None) -> PyTree:
@@ -265,19 +375,30 @@ class Checkpointer:
           abstract_params: ShapeDtypeStructs with target shardings (unboxed params tree).
           step: a committed step (default: the latest).
         """
-        step = self._require_step(step)
+        return self.restore_params_and_step(abstract_params, step)[0]
+
+    def restore_params_and_step(self, abstract_params: PyTree, step: int | None = None
+                                ) -> tuple[PyTree, int]:
+        """(params, the step they come from): `restore_params` that says which step was read
+        (the newest intact one when `step` is None)."""
         item = {"params": abstract_params}
-        check_compatible(self._stored_state_metadata(step), item,
-                         where=str(self.directory / str(step)), within="params/")
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            state=_pytree_restore(item, partial=True)))
-        return restored["state"]["params"]
+
+        def read(step: int) -> PyTree:
+            check_compatible(self._stored_state_metadata(step), item,
+                             where=str(self.directory / str(step)), within="params/")
+            with self._reading(step):
+                return self._manager.restore(step, args=ocp.args.Composite(
+                    state=_pytree_restore(item, partial=True)))["state"]["params"]
+
+        step, params = self.newest_intact(step, read)
+        return params, step
 
     def read_data_and_meta(self, step: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """(data position, JSON metadata: gin config text, loss history) of a step; no arrays."""
         step = self._require_step(step)
-        restored = self._manager.restore(step, args=ocp.args.Composite(
-            data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
+        with self._reading(step):
+            restored = self._manager.restore(step, args=ocp.args.Composite(
+                data=ocp.args.JsonRestore(), meta=ocp.args.JsonRestore()))
         return dict(restored["data"] or {}), dict(restored["meta"] or {})
 
 
@@ -293,6 +414,33 @@ def restore_params(directory: str | os.PathLike, abstract_params: PyTree,
         return checkpointer.restore_params(abstract_params, step)
     finally:
         checkpointer.close()
+
+
+def _damage(file: Path, message: str) -> str:
+    """What is wrong with a checkpoint file, from the failed read's message."""
+    if not file.exists():
+        return "file missing"
+    if file.is_file() and ("OUT_OF_RANGE" in message or "byte range" in message.lower()):
+        return f"file truncated ({file.stat().st_size} bytes)"
+    return f"unreadable ({message[:300]})"
+
+
+def _quiet_aborted_reads() -> None:
+    """Drops the 'Event loop is closed' RuntimeErrors that TensorStore callbacks still raise
+    (as unraisable exceptions, printed with a traceback) after Orbax gave up on a failed read;
+    every other unraisable exception still reaches the previous hook. Installed once."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_mt3x_quiet_aborted_reads", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        value = unraisable.exc_value
+        if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._mt3x_quiet_aborted_reads = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
 
 
 def numpy_tree(tree: PyTree) -> PyTree:

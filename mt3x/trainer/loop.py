@@ -147,6 +147,8 @@ def train(
     gin_config: str = "",
     show_progress: bool = True,
     tensorboard: bool = True,
+    progress_label: str | None = None,
+    train_scalars: Callable[[], Mapping[str, float]] | None = None,
 ) -> TrainResult:
     """Trains `model` for `num_steps` steps in `workdir`, resuming when it holds a checkpoint.
 
@@ -172,7 +174,10 @@ def train(
       nonfinite_policy: 'skip' a NaN/Inf step (its update is dropped) or 'raise'.
       log_every_steps: write train scalars every this many steps.
       gin_config: the operative gin config text, saved with every checkpoint.
-      show_progress: draw a progress bar with step/s and ETA.
+      show_progress: draw a progress bar with step/s, loss and ETA.
+      progress_label: the bar's prefix (e.g. 'dnn layer 1/2'); None: none.
+      train_scalars: zero-argument callable whose {name: value} are written with every train
+        scalar write (e.g. the input pipeline's counters, `data/examples_too_long`).
       tensorboard: write TensorBoard scalars (else only log them; avoids importing TF).
 
     Returns:
@@ -194,15 +199,18 @@ def train(
     _write_operative_config(workdir, gin_config)
     checkpointer = Checkpointer(workdir / "checkpoints", checkpoint)
     reporter: RunReporter | None = None
+    batches: Iterator | None = None
     try:
         source = as_batch_source(train_data, seed=seed)
-        meta = _restore_data_position(checkpointer, source)
+        # The newest step whose files all read (a damaged newer one is skipped with a warning).
+        resume_step = checkpointer.resume_step()
+        meta = _restore_data_position(checkpointer, source, resume_step)
         batches = iter(source)
         first = _first_batch(batches, settings, partitioner)
         abstract = abstract_train_state(model=model, optimizer=optimizer,
                                         partitioner=partitioner, batch=first)
         state, meta = _resume_or_init(
-            checkpointer, abstract, meta, model=model, optimizer=optimizer,
+            checkpointer, abstract, meta, resume_step, model=model, optimizer=optimizer,
             partitioner=partitioner, first=first, seed=seed, init_params_from=init_params_from)
         progress = _start_progress(state, meta)
         step_fn = steps_lib.jit_train_step(
@@ -216,7 +224,8 @@ def train(
                        if eval_data is not None else None))
         start_step = progress.last_step
         reporter = RunReporter(workdir, num_steps=num_steps, start_step=start_step,
-                               show_progress=show_progress, tensorboard=tensorboard)
+                               show_progress=show_progress, tensorboard=tensorboard,
+                               progress_label=progress_label, extra_scalars=train_scalars)
         stream: Iterator = itertools.chain([first], batches)
         progress.last_time = time.perf_counter()
         with partitioner.activate():
@@ -237,6 +246,11 @@ def train(
                            nonfinite_steps=int(jax.device_get(progress.state.nonfinite_steps)),
                            workdir=workdir)
     finally:
+        # Close the data pipeline now (a tf.data iterator left to garbage collection can hang
+        # the interpreter's exit after an error), then wait for saves.
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
         checkpointer.close()
         if reporter is not None:
             reporter.close()
@@ -261,10 +275,10 @@ def _write_operative_config(workdir: Path, gin_config: str) -> None:
             tmp.write_text(gin_config)
 
 
-def _restore_data_position(checkpointer: Checkpointer, source: Any) -> dict[str, Any]:
-    """Moves `source` to the data position of the latest checkpoint (when there is one);
+def _restore_data_position(checkpointer: Checkpointer, source: Any,
+                           resume_step: int | None) -> dict[str, Any]:
+    """Moves `source` to the data position of checkpoint `resume_step` (None: a fresh run);
     returns that checkpoint's metadata ({} for a fresh run)."""
-    resume_step = checkpointer.latest_step()
     if resume_step is None:
         return {}
     data_state, meta = checkpointer.read_data_and_meta(resume_step)
@@ -282,13 +296,13 @@ def _first_batch(batches: Iterator, settings: _LoopSettings,
     return first
 
 
-def _resume_or_init(checkpointer: Checkpointer, abstract: TrainState, meta: dict[str, Any], *,
+def _resume_or_init(checkpointer: Checkpointer, abstract: TrainState, meta: dict[str, Any],
+                    resume_step: int | None, *,
                     model: Model, optimizer: optax.GradientTransformation,
                     partitioner: Partitioner, first: Mapping[str, Any], seed: int,
                     init_params_from: str | Path | None) -> tuple[TrainState, dict[str, Any]]:
-    """(state, metadata): restored from the latest checkpoint, else freshly initialised (with
-    params from `init_params_from` when given)."""
-    resume_step = checkpointer.latest_step()
+    """(state, metadata): restored from checkpoint `resume_step`, else (None) freshly
+    initialised (with params from `init_params_from` when given)."""
     if resume_step is not None:
         state, _, meta = checkpointer.restore(abstract, resume_step)
         log.info("resumed from %s at step %d", checkpointer.directory, resume_step)

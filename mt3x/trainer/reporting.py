@@ -1,7 +1,8 @@
-"""What a run reports: TensorBoard scalars (clu), a progress bar, the train-loss curve.
+"""What a run reports: TensorBoard scalars, a progress bar, the train-loss curve.
 
-Only process 0 writes files and shows the bar; other processes only log. clu's writers import
-TensorFlow (seconds), so they are imported only when TensorBoard output is on.
+Only process 0 writes files and shows the bar; other processes only log. Event files are written
+with tensorboardX (protobuf only: no TensorFlow), in the layout TensorBoard reads
+(`<logdir>/<collection>/events.out.tfevents.*`).
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jax
 import tqdm
+from tensorboardX import SummaryWriter
 
 from mt3x.util.files import atomic_path
 
@@ -21,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class _LogWriter:
-    """Scalars to the Python log only (no TensorFlow import); clu's MetricWriter subset."""
+    """Scalars to the Python log only (the processes that write no event files)."""
 
     def __init__(self, collection: str) -> None:
         self.collection = collection
@@ -35,6 +37,25 @@ class _LogWriter:
 
     def close(self) -> None:
         pass
+
+
+class TensorBoardWriter:
+    """Scalars of one collection ('train', 'eval', 'in-domain', ...) to TensorBoard event files
+    under `<logdir>/<collection>`; the same methods as `_LogWriter`."""
+
+    def __init__(self, logdir: str | os.PathLike, collection: str) -> None:
+        self.collection = collection
+        self._writer = SummaryWriter(os.fspath(Path(logdir) / collection))
+
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        for name, value in scalars.items():
+            self._writer.add_scalar(name, float(value), int(step))
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 class LossHistory:
@@ -100,6 +121,16 @@ def plot_loss_curve(history: LossHistory, path: str | os.PathLike,
     return Path(path)
 
 
+def progress_bar(total: int | None, *, initial: int = 0, desc: str | None = None,
+                 unit: str = "step", disable: bool = False) -> tqdm.tqdm:
+    """The progress bar of every training loop (rate, ETA; `set_postfix` adds the loss).
+
+    Drawn on process 0 only (other processes get a disabled bar); `disable` hides it there too.
+    """
+    return tqdm.tqdm(total=total, initial=initial, desc=desc, unit=unit, dynamic_ncols=True,
+                     disable=disable or jax.process_index() != 0, smoothing=0.1)
+
+
 class RunReporter:
     """TensorBoard writers for 'train' and 'eval' under `<workdir>/tensorboard`, and the bar.
 
@@ -109,30 +140,35 @@ class RunReporter:
       start_step: the step the run (re)starts from.
       show_progress: draw a tqdm bar (process 0 only).
       tensorboard: write TensorBoard event files (process 0 only); else log the scalars.
+      progress_label: the bar's prefix (e.g. a training stage); None: no prefix.
+      extra_scalars: called whenever train scalars are written; its {name: value} (e.g. the
+        input pipeline's `data/examples_too_long`) are written with them.
     """
 
     def __init__(self, workdir: str | os.PathLike, *, num_steps: int, start_step: int,
-                 show_progress: bool = True, tensorboard: bool = True) -> None:
+                 show_progress: bool = True, tensorboard: bool = True,
+                 progress_label: str | None = None,
+                 extra_scalars: Callable[[], Mapping[str, float]] | None = None) -> None:
         lead = jax.process_index() == 0
+        self.extra_scalars = extra_scalars
         if tensorboard and lead:
-            from clu import metric_writers
-
-            logdir = os.fspath(Path(workdir) / "tensorboard")
-            self.train_writer = metric_writers.create_default_writer(
-                logdir, collection="train", asynchronous=False)
-            self.eval_writer = metric_writers.create_default_writer(
-                logdir, collection="eval", asynchronous=False)
+            logdir = Path(workdir) / "tensorboard"
+            self.train_writer = TensorBoardWriter(logdir, "train")
+            self.eval_writer = TensorBoardWriter(logdir, "eval")
         else:
             self.train_writer, self.eval_writer = _LogWriter("train"), _LogWriter("eval")
-        self.bar = tqdm.tqdm(total=num_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                             disable=not (show_progress and lead), smoothing=0.1)
+        self.bar = progress_bar(num_steps, initial=start_step, desc=progress_label,
+                                disable=not show_progress)
 
     def train_step(self, step: int, metrics: Mapping[str, float], *, write: bool) -> None:
         """Advances the bar to `step`; writes the scalars when `write`."""
         self.bar.update(step - self.bar.n)
         self.bar.set_postfix(loss=f"{metrics['loss']:.4g}", refresh=False)
         if write:
-            self.train_writer.write_scalars(step, dict(metrics))
+            scalars = dict(metrics)
+            if self.extra_scalars is not None:
+                scalars.update(self.extra_scalars())
+            self.train_writer.write_scalars(step, scalars)
 
     def eval_results(self, step: int, metrics: Mapping[str, float]) -> None:
         self.eval_writer.write_scalars(step, {k.removeprefix("eval/"): v

@@ -18,6 +18,6 @@ Checkpoint side (imports mt3x.models and mt3x.trainer):
   checkpoint    model spec json, resolve_checkpoint, load_model_and_params, check_vocab,
                 replace_model
   decoder       SegmentDecoder (jitted predict on a Partitioner), Transcriber, load_transcriber
-  evaluation    TranscriptionEvaluator (trainer evaluator), EvalFile, load_eval_files (seqio
-                tasks)
+  evaluation    TranscriptionEvaluator (trainer evaluator), EvalFile, dataset_eval_files
+                (a dataset split's files, numpy chain; seqio's are in mt3x.runs.seqio_input)
 """

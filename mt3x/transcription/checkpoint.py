@@ -24,6 +24,7 @@ import numpy as np
 from mt3x import codec
 from mt3x.audio.mt3_config import MT3_SPECTROGRAM_CONFIG
 from mt3x.models import Mt3Model, T5Config
+from mt3x.plugins import KNOWN_BUNDLE_KINDS
 from mt3x.trainer import Partitioner
 from mt3x.trainer.checkpoints import Checkpointer
 from mt3x.transcription.errors import TranscriptionError
@@ -92,14 +93,27 @@ def resolve_checkpoint(checkpoint: str | os.PathLike) -> tuple[Path, Path, int |
         raise TranscriptionError(f"checkpoint {path} is a file; expected a train_mt3 work "
                                  "directory (holding checkpoints/ and mt3x_model.json)")
     if (path / "checkpoints").is_dir():
-        return path, path / "checkpoints", None
+        return _refuse_other_kind(path), path / "checkpoints", None
     if path.name.isdigit() and (path / "state").exists():
-        return path.parent.parent, path.parent, int(path.name)
+        return _refuse_other_kind(path.parent.parent), path.parent, int(path.name)
     if any(child.name.isdigit() for child in path.iterdir()):
-        return path.parent, path, None
+        return _refuse_other_kind(path.parent), path, None
     raise TranscriptionError(
         f"checkpoint {path} holds no checkpoints (expected checkpoints/<step>/ as written by "
         "train_mt3 / launch/train.py)")
+
+
+def _refuse_other_kind(workdir: Path) -> Path:
+    """`workdir`, unless it is the run of another model family (e.g. a separator run, which
+    holds separator.json): then a TranscriptionError that says so."""
+    for known in KNOWN_BUNDLE_KINDS:
+        marker = workdir / known.marker
+        if known.marker and marker.is_file():
+            raise TranscriptionError(
+                f"{workdir}: this is a {known.name} run (it holds {known.marker}), not an MT3 "
+                f"transcription checkpoint; use it with mt3x-separate --checkpoint {workdir}, "
+                "or pass a train_mt3 work directory")
+    return workdir
 
 
 def load_model_and_params(checkpoint: str | os.PathLike, *, model: Any = None,
@@ -148,8 +162,8 @@ def load_model_and_params(checkpoint: str | os.PathLike, *, model: Any = None,
     abstract = partitioner.abstract_params(model.init, shapes)
     checkpointer = Checkpointer(ckpt_dir, read_only=True)
     try:
-        params = checkpointer.restore_params(abstract, step)  # clear errors: empty, partial, shape
-        step = step if step is not None else checkpointer.latest_step()
+        # Clear errors: empty, partial, shape; the newest intact step when `step` is None.
+        params, step = checkpointer.restore_params_and_step(abstract, step)
     finally:
         checkpointer.close()
     return model, params, vocab, step

@@ -1,7 +1,7 @@
 """Transcription metrics of a model on whole files: the evaluator used for best-k checkpoints.
 
-The files of an inference-evaluation task (`mt3x.tasks.registry`, e.g.
-`slakh_notes_ties_vb1_validation`) are cut into consecutive 256-frame segments, decoded in
+The tracks of a dataset split (`dataset_eval_files`, numpy only; or a seqio inference-evaluation
+task, `mt3x.runs.seqio_input.load_eval_files`) are cut into consecutive 256-frame segments, decoded in
 fixed-size batches (one jitted predict, see `mt3x.transcription.decoder.SegmentDecoder`), stitched
 per file into one NoteSequence and scored against the file's reference notes with MT3's metrics
 (`mt3x.transcription.metrics.transcription_metrics`), averaged over files as MT3 does.
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import note_seq
@@ -23,10 +25,13 @@ import numpy as np
 
 from mt3x.errors import Mt3xError
 from mt3x.audio.mt3_config import MT3_SPECTROGRAM_CONFIG
-from mt3x.tasks import registry as task_registry
+from mt3x.codec import vocabulary as codec_vocabulary
+from mt3x.data.slakh import list_track_dirs, read_track, track_note_sequence
+from mt3x.tasks import examples
 from mt3x.transcription.decoder import SegmentDecoder
-from mt3x.transcription.metrics import average_metrics, transcription_metrics
+from mt3x.transcription.metrics import SUMMARY_ROWS, average_metrics, transcription_metrics
 from mt3x.transcription.notes import tokens_to_notes
+from mt3x.transcription.segments import segment_frames
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,7 @@ SHORT_METRIC_NAMES: dict[str, str] = {
     "multi_instrument_f1_flat": "Onset + offset + program F1 (flat)",
     "drum_onset_f1": "Drum onset F1 (full)",
     "nondrum_multi_instrument_f1": "Nondrum onset + offset + program F1 (full)",
+    "agnostic_onset_f1": "Agnostic onset F1",
 }
 
 
@@ -81,6 +87,25 @@ class FileResult:
     metrics: dict[str, float]
     invalid_events: int
     dropped_events: int
+    truncated_segments: int = 0
+    duplicate_notes: int = 0
+
+    def health(self) -> dict[str, int]:
+        """Decoding-health counters of this file (see `HEALTH_NAMES`)."""
+        return {"invalid_events": self.invalid_events, "dropped_events": self.dropped_events,
+                "duplicate_notes": self.duplicate_notes,
+                "truncated_segments": self.truncated_segments,
+                "segments": len(self.file.frames), "estimated_notes": len(self.estimate.notes)}
+
+
+#: Per-file decoding-health counters (`FileResult.health`) -> their averaged score names.
+HEALTH_NAMES: dict[str, str] = {
+    "invalid_events": "Invalid events",
+    "dropped_events": "Dropped events",
+    "duplicate_notes": "Duplicate notes",
+    "truncated_segments": "Truncated segments",
+    "estimated_notes": "Estimated notes",
+}
 
 
 def _text(value: Any) -> str:
@@ -132,19 +157,58 @@ def group_segments(segments: Sequence[Mapping[str, Any]], *, max_files: int | No
     return files
 
 
-def load_eval_files(task_name: str, *, split: str = "eval", max_files: int | None = None,
-                    frames_per_segment: int = MT3_SPECTROGRAM_CONFIG.frames_per_segment
-                    ) -> list[EvalFile]:
-    """The files of a registered inference-evaluation task (see `group_segments`).
+def dataset_eval_files(root: str | os.PathLike, split: str, *, vocab: str = "mt3",
+                       program_source: str = "slakh_class", max_files: int | None = None
+                       ) -> list[EvalFile]:
+    """The tracks of `root/split` (Slakh layout) as MT3's inference-evaluation files, first
+    `max_files` in id order, read with the numpy chain (no TensorFlow): the mix at 16 kHz ->
+    `tokenize_track(is_training=False)` -> `split_into_segments` -> `group_segments`, as seqio's
+    eval task `{name}_{split}` cuts them (tests/transcription/test_eval_files.py compares both).
 
+    Returns: EvalFile per track: frames f32[segments, L, 128] (L = `segment_frames(vocab)`),
+      start times in seconds, the reference `track_note_sequence(track, program_source)`.
     Raises:
-      EvaluationError: the task yields no files.
+      EvaluationError: the split has no Track* folders.
     """
-    files = group_segments(task_registry.eval_segments(task_name, split), max_files=max_files,
-                           frames_per_segment=frames_per_segment)
-    if not files:
-        raise EvaluationError(f"eval task {task_name!r} (split {split!r}) has no files")
-    return files
+    dirs = list_track_dirs(root, split)[:max_files]
+    if not dirs:
+        raise EvaluationError(f"{Path(root) / split}: no Track* folders to evaluate on")
+    config = codec_vocabulary.get_config(vocab)
+    length = segment_frames(vocab)
+    segments = []
+    for track_dir in dirs:
+        track = read_track(track_dir)
+        audio = track.load_mix(sample_rate=MT3_SPECTROGRAM_CONFIG.sample_rate)
+        sequence = track_note_sequence(track, program_source=program_source)
+        tokenized = examples.tokenize_track(audio, sequence, config, is_training=False)
+        tokenized.update(track_id=track.track_id, id=f"{split}/{track.track_id}")
+        segments.extend(examples.split_into_segments(tokenized, length))
+    return group_segments(segments, max_files=max_files, frames_per_segment=length)
+
+
+def format_domains_table(by_domain: Mapping[str, Mapping[str, float]]) -> str:
+    """F1 of MT3's main metrics (and the instrument-agnostic onset F1), then the decoding-health
+    counters per file, one column per domain ('in-domain', 'out-of-domain', ...).
+
+    `by_domain`: {domain: `TranscriptionEvaluator.scores`-style dict (MT3 names)}; a metric
+    missing from a domain prints '-'.
+    """
+    domains = list(by_domain)
+    width = max([14] + [len(d) + 2 for d in domains])
+    rows: list[tuple[str, str, str]] = []
+    for label, prefix, suffix in SUMMARY_ROWS:
+        key = "Frame F1" if prefix == "Frame" else f"{prefix} F1{suffix}"
+        rows.append((f"{label} F1", key, ".4f"))
+    rows.append(("files", "Files", ".0f"))
+    rows.extend((f"{name.lower()} / file", name, ".1f") for name in HEALTH_NAMES.values())
+    lines = [f"{'metric':<40}" + "".join(f"{d:>{width}}" for d in domains)]
+    for label, key, fmt in rows:
+        if not any(key in scores for scores in by_domain.values()):
+            continue
+        cells = [format(float(by_domain[d][key]), fmt) if key in by_domain[d] else "-"
+                 for d in domains]
+        lines.append(f"{label:<40}" + "".join(f"{c:>{width}}" for c in cells))
+    return "\n".join(lines)
 
 
 def short_metrics(scores: Mapping[str, float]) -> dict[str, float]:
@@ -200,18 +264,20 @@ class TranscriptionEvaluator:
             scores = transcription_metrics(f.reference, decoded.note_sequence,
                                            granularities=self.granularities)
             results.append(FileResult(f, decoded.note_sequence, scores,
-                                      decoded.invalid_events, decoded.dropped_events))
+                                      decoded.invalid_events, decoded.dropped_events,
+                                      truncated_segments=decoded.truncated_segments,
+                                      duplicate_notes=decoded.duplicate_notes))
         return results
 
     def scores(self, params: Any) -> dict[str, float]:
-        """MT3-named metrics averaged over files, plus 'Invalid events' / 'Dropped events'
-        (per file) and 'Estimated notes' (per file)."""
+        """MT3-named metrics averaged over files, plus the decoding-health counters per file
+        (`HEALTH_NAMES`: 'Invalid events', 'Dropped events', 'Duplicate notes', 'Truncated
+        segments', 'Estimated notes')."""
         results = self.evaluate_files(params)
         self.last_results = results
         scores = average_metrics(r.metrics for r in results)
-        scores["Invalid events"] = float(np.mean([r.invalid_events for r in results]))
-        scores["Dropped events"] = float(np.mean([r.dropped_events for r in results]))
-        scores["Estimated notes"] = float(np.mean([len(r.estimate.notes) for r in results]))
+        for key, name in HEALTH_NAMES.items():
+            scores[name] = float(np.mean([r.health()[key] for r in results]))
         return scores
 
     def __call__(self, params: Any, step: int) -> dict[str, float]:
@@ -219,8 +285,7 @@ class TranscriptionEvaluator:
         start = time.perf_counter()
         scores = self.scores(params)
         out = short_metrics(scores)
-        out["invalid_events"] = scores["Invalid events"]
-        out["estimated_notes"] = scores["Estimated notes"]
+        out.update({key: scores[name] for key, name in HEALTH_NAMES.items()})
         out["transcribe_seconds"] = time.perf_counter() - start
         log.info("step %d: transcription eval on %d files: %s", step, len(self.last_results),
                  ", ".join(f"{k}={v:.4g}" for k, v in out.items()))

@@ -54,6 +54,8 @@ class FileTranscription:
     dropped_events: int
     audio_seconds: float
     stems: list[RenderedStem] = dataclasses.field(default_factory=list)
+    truncated_segments: int = 0
+    duplicate_notes: int = 0
 
 
 def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
@@ -135,7 +137,9 @@ def transcribe_files(audio_paths: Iterable[str | os.PathLike], *,
                 audio_path=paths[i], midi_path=midi_path, pianoroll_path=png,
                 num_notes=len(ns.notes), num_instruments=len(instruments),
                 invalid_events=result.invalid_events, dropped_events=result.dropped_events,
-                audio_seconds=result.audio_seconds, stems=rendered))
+                audio_seconds=result.audio_seconds, stems=rendered,
+                truncated_segments=result.truncated_segments,
+                duplicate_notes=result.duplicate_notes))
     return written
 
 

@@ -14,6 +14,9 @@ Per example (`transcription_metrics(ref_ns, est_ns)`), with MT3's metric names:
   onset+offset matching for non-drums and onset-only for drums; precision and recall are averaged
   over tracks weighted by the number of estimated / reference notes. `Drum onset ...` and
   `Nondrum onset + offset + program ...` split the same sums.
+- `Agnostic onset precision/recall/F1`: instrument-agnostic onset F1 (`agnostic_onset_scores`):
+  every note (drums included) merged into one track, programs ignored, mir_eval onset-only
+  matching at 50 ms and pitch; the metric basic-pitch reports, so the two compare.
 - `Onset + offset precision/recall/F1 (<tol>)`: onset tolerance sweep (offset minimum tolerance =
   onset tolerance) on the drumless sequences. As in MT3 these use the sequences after the frame
   metric has extended their notes to at least 50 ms.
@@ -202,6 +205,26 @@ def onset_tolerance_sweep(ref_ns: NoteSequence, est_ns: NoteSequence,
     return out
 
 
+AGNOSTIC_ONSET_TOLERANCE = 0.05
+
+
+def agnostic_onset_scores(ref_ns: NoteSequence, est_ns: NoteSequence,
+                          onset_tolerance: float = AGNOSTIC_ONSET_TOLERANCE
+                          ) -> dict[str, float]:
+    """Instrument-agnostic onset P/R/F1: all notes of each sequence (drums included) as one
+    track, programs ignored, mir_eval onset-only note matching (`onset_tolerance` s, 50 cents).
+
+    Comparable with basic-pitch's reported note-onset F1 (one pitch track per file).
+    """
+    est_iv, est_p, _ = note_intervals(est_ns)
+    ref_iv, ref_p, _ = note_intervals(ref_ns)
+    p, r, f = _prf(mir_eval.transcription.precision_recall_f1_overlap, ref_intervals=ref_iv,
+                   ref_pitches=ref_p, est_intervals=est_iv, est_pitches=est_p,
+                   onset_tolerance=onset_tolerance, offset_ratio=None)
+    return {"Agnostic onset precision": p, "Agnostic onset recall": r,
+            "Agnostic onset F1": f}
+
+
 def _note_scores(ref_ns: NoteSequence, est_ns: NoteSequence, use_offsets: bool,
                  use_velocities: bool) -> dict[str, float]:
     est_iv, est_p, est_v = note_intervals(est_ns)
@@ -251,7 +274,7 @@ def transcription_metrics(
     Returns:
       {metric name: float}.
     """
-    scores: dict[str, float] = {}
+    scores: dict[str, float] = agnostic_onset_scores(ref_ns, est_ns)
     est_drumless = remove_drums(est_ns)
     ref_drumless = remove_drums(ref_ns)
     tracks = [("", est_drumless, ref_drumless, not onsets_only, not onsets_only)]
@@ -294,6 +317,7 @@ def evaluate_pairs(pairs: Iterable[tuple[NoteSequence, NoteSequence]],
 
 # Rows of the summary table printed by `mt3x-eval-midi`: (label, metric prefix, suffix).
 SUMMARY_ROWS = (
+    ("Agnostic onset (all notes, 50 ms)", "Agnostic onset", ""),
     ("Onset", "Onset", ""),
     ("Onset + offset", "Onset + offset", ""),
     ("Onset + velocity", "Onset + velocity", ""),

@@ -24,7 +24,8 @@ DecodeSegments = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 def tokens_to_notes(tokens: np.ndarray, start_times: Sequence[float], vocab: str) -> DecodeResult:
     """Stitches one file's segments: int32[segments, length] model ids + start times (s) ->
-    `mt3x.codec.DecodeResult` (note_sequence, invalid_events, dropped_events)."""
+    `mt3x.codec.DecodeResult` (note_sequence, invalid_events, dropped_events,
+    truncated_segments, duplicate_notes)."""
     return tokens_to_note_sequence(list(zip(start_times, tokens)), vocab, from_model_ids=True)
 
 
@@ -36,6 +37,7 @@ class Transcription:
     invalid_events, dropped_events: MT3's decoding counters.
     num_segments: 2.048 s segments decoded.
     audio_seconds: length of the audio.
+    truncated_segments, duplicate_notes: decoding health (`mt3x.codec.DecodeResult`).
     """
 
     note_sequence: note_seq.NoteSequence
@@ -43,6 +45,8 @@ class Transcription:
     dropped_events: int
     num_segments: int
     audio_seconds: float
+    truncated_segments: int = 0
+    duplicate_notes: int = 0
 
 
 def transcribe_waveforms(decode_segments: DecodeSegments, audios: Sequence[np.ndarray],
@@ -75,5 +79,7 @@ def transcribe_waveforms(decode_segments: DecodeSegments, audios: Sequence[np.nd
         offset += count
         results.append(Transcription(decoded.note_sequence, decoded.invalid_events,
                                      decoded.dropped_events, count,
-                                     audio.size / MT3_SPECTROGRAM_CONFIG.sample_rate))
+                                     audio.size / MT3_SPECTROGRAM_CONFIG.sample_rate,
+                                     truncated_segments=decoded.truncated_segments,
+                                     duplicate_notes=decoded.duplicate_notes))
     return results

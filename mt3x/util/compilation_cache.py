@@ -17,6 +17,7 @@ Where the cache lives, in order:
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -39,6 +40,8 @@ _OPTIONS: dict[str, object] = {
     "jax_persistent_cache_min_entry_size_bytes": 0,
 }
 
+log = logging.getLogger(__name__)
+
 
 def default_cache_dir() -> Path:
     """`$XDG_CACHE_HOME/mt3x/jax`, else `~/.cache/mt3x/jax`."""
@@ -58,6 +61,18 @@ def resolve_cache_dir(workdir: str | os.PathLike | None = None) -> Path | None:
     return default_cache_dir()
 
 
+def _uncreatable(path: Path) -> str | None:
+    """Why `path` can be neither used nor created as a directory by this user, or None."""
+    if path.is_dir():
+        return None if os.access(path, os.W_OK | os.X_OK) else "not writable"
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is not a directory"
+            return None if os.access(parent, os.W_OK | os.X_OK) else f"{parent} is not writable"
+    return "no existing parent directory"
+
+
 def _set_if_present(name: str, value: object) -> bool:
     """`jax.config.update(name, value)` when this JAX release has the option."""
     if name not in jax.config.values:
@@ -74,7 +89,9 @@ def enable_compilation_cache(workdir: str | os.PathLike | None = None) -> Path |
         work directories (a '://' URL) fall back to the user cache directory.
 
     Returns:
-      The cache directory (created), or None when `MT3X_COMPILATION_CACHE` is 'off'.
+      The cache directory, or None when `MT3X_COMPILATION_CACHE` is 'off' or the directory
+      cannot be created (a warning says why; the run goes on, compiling as usual). JAX creates
+      the directory at the first compilation, so a run refused before it leaves nothing behind.
 
     Calling it again with the same directory changes nothing (options the caller changed since
     stay as they are); with another directory the cache moves there (JAX's cache object is reset so that the next compilation opens the new one).
@@ -82,8 +99,12 @@ def enable_compilation_cache(workdir: str | os.PathLike | None = None) -> Path |
     cache_dir = resolve_cache_dir(workdir)
     if cache_dir is None:
         return None
-    cache_dir.mkdir(parents=True, exist_ok=True)
     cache_dir = cache_dir.resolve()
+    problem = _uncreatable(cache_dir)
+    if problem:
+        log.warning("compilation cache off: %s: %s; set %s to another directory or 'off'",
+                    cache_dir, problem, ENV_VAR)
+        return None
     current = jax.config.values.get("jax_compilation_cache_dir")
     if current == str(cache_dir):
         return cache_dir  # already on here; options changed since by the caller stay

@@ -11,11 +11,17 @@ Separate: for each input, writes `<out>/<name>/<instrument>.wav` (at the model's
 `<out>/<name>/spectrogram.png` (mixture and estimates; with `--reference-dir`, the true stems
 beside them and SI-SDR per instrument in `<out>/<name>/scores.json`). Files of any length are
 separated in chunks with overlap and cross-fade (memory bounded by a few chunks). Stereo input is
-downmixed and other sample rates resampled, with a printed note. References are looked up as
-`<reference-dir>/<name>/<instrument>.{wav,flac}`, then `<reference-dir>/<instrument>.{wav,flac}`.
+downmixed and other sample rates resampled, with a printed note. References: a Slakh track folder
+(metadata.yaml + stems/: `<reference-dir>/<name>`, `<reference-dir>/<the input's folder name>` or
+`<reference-dir>` itself), whose stems are mixed into the separator's instrument groups as in
+training; else `<reference-dir>/<name>/<instrument>.{wav,flac}`, then
+`<reference-dir>/<instrument>.{wav,flac}`.
 
 Eval: the score table over a dataset split (Slakh2100 layout) with the rows mixture, IBM, IRM (at
-every model's STFT settings) and each checkpoint; `--checkpoints` is `label=DIR,...` or a run root
+every model's STFT settings) and each checkpoint, with the tracks each median rests on and the
+tracks where a group is absent; `--ood-data ROOT` scores an out-of-domain folder too and prints
+both side by side (in-domain / out-of-domain columns; also `<out>/separation_domains.md`, the
+out-of-domain tables under `<out>/out-of-domain/`); `--checkpoints` is `label=DIR,...` or a run root
 holding `separators.json` (written by launch/separation_train.py). Labels dnn_ls_init, dnn and
 unet are shown as 'DNN, LS init', 'DNN, trained' and 'U-Net'.
 
@@ -27,6 +33,10 @@ or one for other instruments than `--instruments`, prints `error: ...` and exits
 
 from __future__ import annotations
 
+from mt3x.util.quiet import cli_args, quiet_startup
+
+quiet_startup()  # first: TensorFlow, pydub and Orbax stay quiet only if set before they load
+
 import argparse
 import json
 import os
@@ -34,7 +44,10 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from mt3x.cli.arguments import add_ood_arguments
 from mt3x.errors import Mt3xError
+from mt3x.util.compilation_cache import enable_compilation_cache
+from mt3x.util.files import check_output_path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -53,9 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="separator bundle written by mt3x-export (instead of --checkpoint)")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--reference-dir", type=Path, default=None,
-                        help="true stems: DIR/<name>/<instrument>.wav or DIR/<instrument>.wav")
+                        help="true stems: a Slakh track folder (metadata.yaml + stems/, mixed "
+                        "into the instrument groups), DIR/<name>/<instrument>.wav or "
+                        "DIR/<instrument>.wav")
     parser.add_argument("--instruments", default=None,
-                        help="expected instrument spec; a checkpoint for others is refused")
+                        help="expected instrument groups, e.g. 'piano,guitar,bass,drums' or "
+                        "'piano=0-7;drums' (the mt3x-tag syntax); a checkpoint for others "
+                        "is refused")
     parser.add_argument("--step", type=int, default=None,
                         help="checkpoint step (default latest; not with --bundle)")
     parser.add_argument("--chunk-seconds", type=float, default=10.0,
@@ -78,11 +95,13 @@ def build_eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-seconds", type=float, default=30.0,
                         help="truncate each track (0: whole tracks)")
     parser.add_argument("--no-bss-eval", action="store_true", help="skip museval BSSEval v4")
+    add_ood_arguments(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = cli_args(argv)
+    enable_compilation_cache()  # a relaunch loads the compiled separator
     try:
         if argv and argv[0] == "eval":
             return _run_eval(build_eval_parser().parse_args(argv[1:]))
@@ -118,28 +137,10 @@ def _check_instrument_names(have: Sequence[str], groups: Sequence[Any] | None, s
             f"{_describe(stored)}, --instruments asks for {_describe(wanted)}")
 
 
-def _program_ranges(programs: Sequence[int]) -> list[str]:
-    """(0, 1, 2, 4) -> ['0-2', '4']."""
-    out: list[str] = []
-    for p in sorted(set(programs)):
-        if out and int(out[-1].split("-")[-1]) == p - 1:
-            out[-1] = f"{out[-1].split('-')[0]}-{p}"
-        else:
-            out.append(str(p))
-    return out
-
-
 def _describe(groups: Sequence[Any]) -> str:
-    parts = []
-    for g in groups:
-        if isinstance(g, str):
-            parts.append(g)
-            continue
-        sel = _program_ranges(g.programs)
-        sel += [f"class:{c}" for c in g.classes] + [f"stem:{s}" for s in g.stem_names]
-        sel += ["drums"] if g.drums else []
-        parts.append(f"{g.name}={'|'.join(s for s in sel if s)}")
-    return "'" + ";".join(parts) + "'"
+    from mt3x.data.instrument_groups import format_groups
+
+    return repr(format_groups(groups))
 
 
 def _load(directory: Path, step: int | None = None):
@@ -173,18 +174,41 @@ def _find_reference(ref_dir: Path, name: str, instrument: str) -> Path | None:
     return None
 
 
-def _read_references(ref_dir: Path, name: str, instruments: Sequence[str], sample_rate: int,
-                     length: int):
+def _slakh_track(ref_dir: Path, audio: Path, name: str) -> Path | None:
+    """The Slakh track folder (metadata.yaml + stems/) among <ref>/<name>, <ref>/<the input's
+    folder name> and <ref> itself, or None."""
+    for folder in (ref_dir / name, ref_dir / audio.parent.name, ref_dir):
+        if (folder / "metadata.yaml").is_file():
+            return folder
+    return None
+
+
+def _read_references(ref_dir: Path, audio: Path, name: str, instruments: Sequence[str],
+                     groups: Sequence[Any] | None, sample_rate: int, length: int):
+    """True stems float32[instruments, length]: a Slakh track's stems mixed into the separator's
+    instrument groups, or one <instrument>.{wav,flac} each."""
     import numpy as np
 
     if not ref_dir.is_dir():
         raise Mt3xError(f"--reference-dir {ref_dir} is not a directory")
     refs = np.zeros((len(instruments), length), np.float32)
+    track = _slakh_track(ref_dir, audio, name)
+    if track is not None:
+        from mt3x.data.slakh import read_track
+        from separation.data import load_grouped
+
+        if groups is None:
+            raise Mt3xError(f"{track} is a Slakh track, but the separator stores no instrument "
+                            "groups to mix its stems into: pass --instruments")
+        grouped = load_grouped(read_track(track), groups, sample_rate)[:len(instruments), :length]
+        refs[:, :grouped.shape[1]] = grouped
+        return refs
     for j, inst in enumerate(instruments):
         path = _find_reference(ref_dir, name, inst)
         if path is None:
             raise Mt3xError(f"no reference for instrument {inst!r} of {name}: expected "
-                            f"{ref_dir / name / (inst + '.wav')} or {ref_dir / (inst + '.wav')}")
+                            f"{ref_dir / name / (inst + '.wav')} or {ref_dir / (inst + '.wav')}, "
+                            "or a Slakh track folder (metadata.yaml + stems/)")
         audio = _read_input(path, sample_rate)[:length]
         refs[j, :audio.size] = audio
     return refs
@@ -203,14 +227,26 @@ def _separator(args: argparse.Namespace):
         _check_instrument_names(bundle.instruments, bundle.groups, args.instruments,
                                 f"bundle {args.bundle}")
         return (bundle.instruments, bundle.sample_rate,
-                lambda mixture, seconds: bundle.separate(mixture, chunk_seconds=seconds))
+                lambda mixture, seconds: bundle.separate(mixture, chunk_seconds=seconds),
+                _reference_groups(bundle.groups, args.instruments))
     from separation.separate import separate_with_model
 
     model, params, info = _load(args.checkpoint, args.step)
     _check_instruments(info, args.instruments, args.checkpoint)
     return (tuple(model.instruments), model.sample_rate,
             lambda mixture, seconds: separate_with_model(model, params, mixture,
-                                                         chunk_seconds=seconds))
+                                                         chunk_seconds=seconds),
+            _reference_groups(info.groups, args.instruments))
+
+
+def _reference_groups(stored: Sequence[Any] | None, spec: str | None):
+    """The instrument groups a Slakh reference track is mixed into: the separator's, else
+    --instruments' (already checked against its names), else None."""
+    if stored is not None or spec is None:
+        return stored
+    from separation.data import parse_instruments
+
+    return parse_instruments(spec)
 
 
 def _run_separate(args: argparse.Namespace) -> int:
@@ -219,7 +255,8 @@ def _run_separate(args: argparse.Namespace) -> int:
     from mt3x.audio.io import write_audio
     from separation import metrics, plots
 
-    names, rate, separate = _separator(args)
+    check_output_path(args.out)
+    names, rate, separate, groups = _separator(args)
     failures = 0
     stems_of = [p.stem for p in args.audio]
     for path in args.audio:
@@ -229,7 +266,8 @@ def _run_separate(args: argparse.Namespace) -> int:
             mixture = _read_input(path, rate)
             stems = separate(mixture, args.chunk_seconds)
             refs = (None if args.reference_dir is None else
-                    _read_references(args.reference_dir, name, names, rate, mixture.size))
+                    _read_references(args.reference_dir, path, name, names, groups, rate,
+                                     mixture.size))
         except Mt3xError as err:
             print(f"error: {err}", file=sys.stderr)
             failures += 1
@@ -303,8 +341,8 @@ def _run_eval(args: argparse.Namespace) -> int:
     result = evaluate_separators(
         args.data, args.split, separators, args.out, instruments=groups,
         max_tracks=args.max_tracks, max_seconds=args.max_seconds or None,
-        bss_eval=not args.no_bss_eval)
-    print(result["table"])
+        bss_eval=not args.no_bss_eval, ood_root=args.ood_data, ood_split=args.ood_split)
+    print(result.get("domains_table", result["table"]))
     for key, path in result["paths"].items():
         print(f"{key}: {path}")
     return 0

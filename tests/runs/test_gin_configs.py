@@ -73,6 +73,7 @@ def test_every_gin_file_parses(path):
     ("runs/infer.gin", {"CHECKPOINT", "AUDIO_FILES", "INFER_OUTPUT_DIR"}),
     ("experiments/demo_cpu.gin", {"DATASET_ROOT", "MODEL_DIR"}),
     ("experiments/mt3_slakh.gin", {"DATASET_ROOT", "MODEL_DIR"}),
+    ("experiments/mt3_gpu.gin", {"DATASET_ROOT", "MODEL_DIR", "CACHE_DIR"}),
     ("experiments/finetune_demo.gin", {"DATASET_ROOT", "MODEL_DIR", "INIT_CHECKPOINT"}),
 ])
 def test_run_files_require_exactly_their_macros(run, required):
@@ -109,6 +110,21 @@ def test_mt3_slakh_is_mt3s_recipe():
             macro("LEARNING_RATE"), macro("TARGET_LENGTH"), macro("TRAIN_STEPS")) == (
         "mt3", 256, "adafactor", 1e-3, 1024, 1_000_000)
     assert macro("BEST_METRIC") == "eval/multi_instrument_f1"
+
+
+def test_mt3_gpu_is_bf16_on_grain():
+    from mt3x.runs import gin_registry
+
+    parse_with_required_bound(["experiments/mt3_gpu.gin"],
+                              ["DATASET_ROOT = '/data'", "MODEL_DIR = '/runs/x'",
+                               "CACHE_DIR = '/data_cache'"])
+    config = gin_registry.Mt3TrainConfig()
+    assert config.data.input_pipeline == "grain" and config.data.cache_dir == "/data_cache"
+    assert config.model.config.dtype == "bfloat16" and config.model.config.emb_dim == 512
+    assert config.model.config.attention_impl == "auto"
+    assert (config.data.batch_size, config.schedule.optimizer, config.schedule.warmup_steps) == (
+        128, "adafactor", 1000)
+    assert config.num_partitions == 1  # data parallel over all local devices
 
 
 def test_finetune_demo_freezes_the_encoder_and_keeps_the_demo_settings():

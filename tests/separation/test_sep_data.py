@@ -61,7 +61,9 @@ def test_parse_instruments():
     assert groups[0].programs == tuple(range(32, 40)) and groups[0].classes == ("Strings",)
     assert groups[1].drums and groups[2].stem_names == ("S01",) and groups[2].programs == (0,)
     assert data.parse_instruments("4stem") == data.FOUR_STEMS
-    for bad in ("bass", "a=1;a=2", "a=x-y", "a=200", "other=1"):
+    assert data.parse_instruments("piano,guitar,bass") == data.parse_instruments(
+        "piano=0-7;guitar=24-31;bass=32-39")
+    for bad in ("violin", "a=1;a=2", "a=x-y", "a=200", "other=1", "other=*"):
         with pytest.raises(Mt3xError):
             data.parse_instruments(bad)
 

@@ -1,6 +1,7 @@
 """Least-squares growth through the Model object; the short-training check on demo tracks."""
 
 import dataclasses
+import re
 
 import flax.linen as nn
 import jax
@@ -12,12 +13,13 @@ from separation.model_objects import DNNSeparator
 from separation.models.dnn import grow_by_least_squares
 
 
-def _batches(seed, n=2):
+def _batches(seed, n=2, rows=4):
     rng = np.random.default_rng(seed)
     t = np.arange(4096) / 16000
     for _ in range(n):
-        tone = np.sin(2 * np.pi * rng.uniform(100, 300, (4, 1)) * t) * rng.uniform(0.1, 1, (4, 1))
-        hiss = np.diff(rng.standard_normal((4, 4097)), axis=-1) * 0.1
+        tone = (np.sin(2 * np.pi * rng.uniform(100, 300, (rows, 1)) * t)
+                * rng.uniform(0.1, 1, (rows, 1)))
+        hiss = np.diff(rng.standard_normal((rows, 4097)), axis=-1) * 0.1
         yield {"mixture": (tone + hiss).astype(np.float32),
                "sources": np.stack([tone, hiss], 1).astype(np.float32)}
 
@@ -71,3 +73,22 @@ def test_short_training_beats_the_mixture_on_held_out_demo_tracks(tmp_path):
         model, _, info = checkpoints.load_separator(directory)
         assert model.instruments == ("piano", "guitar", "bass")
         assert [g.name for g in info.groups] == ["piano", "guitar", "bass"]
+
+
+def test_layerwise_training_shows_a_bar_per_stage_with_rate_loss_and_eta(tmp_path, capsys):
+    model = DNNSeparator(instruments=("tone", "hiss"), n_fft=64, hop_length=32, context=1)
+    training.train_dnn_layerwise(
+        model, lambda seed: _batches(seed, n=100, rows=8), tmp_path, num_layers=1, ls_batches=2,
+        steps_per_layer=3, finetune_steps=2, train_kwargs={"tensorboard": False})
+    err = capsys.readouterr().err
+    # tqdm's final redraw of each bar: prefix, count, elapsed<remaining, rate, loss
+    for stage, steps in (("dnn layer 1/1", 3), ("dnn finetune", 2)):
+        assert re.search(rf"{stage}: 100%.*\| {steps}/{steps} \[[0-9:]+<[0-9:]+, +[0-9.]+"
+                         rf"(step/s|s/step), loss=[0-9.e+-]+\]", err), err
+    assert re.search(r"dnn layer 1/1 least squares: 100%.*\| 2/2 ", err), err
+    # and none without show_progress
+    training.train_dnn_layerwise(
+        model, lambda seed: _batches(seed, n=100, rows=8), tmp_path / "quiet", num_layers=1,
+        ls_batches=2, steps_per_layer=2, finetune_steps=0,
+        train_kwargs={"tensorboard": False, "show_progress": False})
+    assert "dnn layer" not in capsys.readouterr().err

@@ -118,7 +118,9 @@ def test_missing_and_partial_checkpoints_exit_2(run_dir, tmp_path, capsys):
     assert "'kind'" in capsys.readouterr().err
 
 
-def _write_track(root: Path, split: str, track: str, seed: int) -> None:
+def _write_track(root: Path, split: str, track: str, seed: int, *, high: bool = True) -> None:
+    """A 1.5 s track: a low sine (program 33), a high square (program 0; left out when not
+    `high`, so the 'high' group is absent) and noise (program 56, in no group)."""
     rng = np.random.default_rng(seed)
     folder = root / split / track
     (folder / "stems").mkdir(parents=True)
@@ -126,6 +128,8 @@ def _write_track(root: Path, split: str, track: str, seed: int) -> None:
     stems = {"S00": (33, 0.3 * np.sin(2 * np.pi * rng.uniform(60, 120) * t)),
              "S01": (0, 0.2 * np.sign(np.sin(2 * np.pi * rng.uniform(600, 900) * t))),
              "S02": (56, 0.05 * rng.standard_normal(t.size))}
+    if not high:
+        del stems["S01"]
     meta = {"UUID": track, "stems": {}}
     for name, (program, audio) in stems.items():
         meta["stems"][name] = {"program_num": program, "is_drum": False, "inst_class": "x",
@@ -162,3 +166,84 @@ def test_eval_writes_every_row(run_dir, tmp_path, capsys):
     assert cli.main(["eval", "--data", str(root), "--checkpoints", "oops", "--out",
                      str(tmp_path / "s3")]) == 2
     assert "separators.json" in capsys.readouterr().err
+
+
+def test_eval_prints_in_domain_and_out_of_domain_side_by_side(run_dir, tmp_path, capsys):
+    root, ood = tmp_path / "set", tmp_path / "ood"
+    for k in range(2):
+        _write_track(root, "test", f"Track0000{k + 1}", k)
+    for k in range(3):  # one OOD track has no 'high' stem: absent, not scored
+        _write_track(ood, "test", f"Track0010{k}", 10 + k, high=k != 2)
+    out = tmp_path / "scores"
+    assert cli.main(["eval", "--data", str(root), "--checkpoints", f"dnn={run_dir}",
+                     "--out", str(out), "--no-bss-eval", "--ood-data", str(ood)]) == 0
+    printed = capsys.readouterr().out
+    head = next(line for line in printed.splitlines() if line.startswith("| method"))
+    assert "in-domain SI-SDR" in head and "out-of-domain SI-SDRi" in head
+    assert "out-of-domain absent" in head and "silent" not in head
+    cells = {}
+    for line in printed.splitlines():
+        parts = [p.strip() for p in line.strip("|").split("|")]
+        if len(parts) == 10 and parts[0] in ("mixture", "IRM (n_fft 64)", "DNN, trained"):
+            cells[(parts[0], parts[1])] = parts[2:]
+    assert len(cells) == 6
+    # in-domain: 2 tracks, none absent; out-of-domain: 'high' rests on 2 of 3 tracks.
+    for method in ("mixture", "IRM (n_fft 64)", "DNN, trained"):
+        assert cells[(method, "low")][2:4] == ["2", "0"]
+        assert cells[(method, "low")][6:8] == ["3", "0"]
+        assert cells[(method, "high")][6:8] == ["2", "1"]
+    # The ideal ratio mask frames the OOD scores as it does the in-domain ones.
+    for inst in ("low", "high"):
+        assert float(cells[("IRM (n_fft 64)", inst)][4]) > float(cells[("mixture", inst)][4])
+    assert (out / "separation_domains.md").read_text() in printed
+    rows = list(csv.DictReader(open(out / "out-of-domain" / "separation_scores.csv")))
+    assert {r["tracks_absent"] for r in rows if r["instrument"] == "high"} == {"1"}
+
+
+def test_reference_dir_takes_a_slakh_track_and_mixes_its_stems_into_the_groups(
+        run_dir, tmp_path, capsys):
+    root = tmp_path / "set"
+    _write_track(root, "test", "Track00001", 5)
+    track = root / "test" / "Track00001"
+    mix = track / "mix.wav"
+    model, params, _ = checkpoints.load_separator(run_dir)
+    mixture, _ = read_audio(mix, sample_rate=SR, mono=True)
+    est = separate_with_model(model, params, mixture)
+    # SPEC low=32-39;high=0-7: S00 (program 33) is low, S01 (program 0) high, S02 (56) neither
+    stems = {n: read_audio(track / "stems" / f"{n}.wav")[0] for n in ("S00", "S01", "S02")}
+    want = metrics.si_sdr(np.stack([stems["S00"], stems["S01"]]), est)
+    # the track itself, or the split folder holding it (found by the input's folder name)
+    for k, ref_dir in enumerate((track, root / "test")):
+        out = tmp_path / f"out{k}"
+        assert cli.main([str(mix), "--checkpoint", str(run_dir), "--out", str(out),
+                         "--reference-dir", str(ref_dir), "--no-figure"]) == 0, \
+            capsys.readouterr().err
+        scores = json.loads((out / "mix" / "scores.json").read_text())
+        for j, name in enumerate(("low", "high")):
+            assert scores[name]["si_sdr"] == pytest.approx(float(want[j]), abs=0.05)
+        # against the mixture too: the references are exactly S00 and S01 (S02 in neither)
+        mix_want = metrics.si_sdr(np.stack([stems["S00"], stems["S01"]]),
+                                  np.stack([mixture, mixture]))
+        wrong = metrics.si_sdr(np.stack([stems["S00"] + stems["S02"], stems["S01"]]),
+                               np.stack([mixture, mixture]))
+        assert abs(float(mix_want[0]) - float(wrong[0])) > 0.5
+        for j, name in enumerate(("low", "high")):
+            assert scores[name]["si_sdr_mixture"] == pytest.approx(float(mix_want[j]), abs=0.01)
+    # a folder with neither a track nor <instrument>.wav files says what it expected
+    (tmp_path / "empty").mkdir()
+    assert cli.main([str(mix), "--checkpoint", str(run_dir), "--out", str(tmp_path / "o"),
+                     "--reference-dir", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert "no reference for instrument 'low'" in err and "Slakh track folder" in err
+
+
+def test_instruments_take_the_shared_group_syntax_and_refuse_bad_specs(run_dir, tmp_path, capsys):
+    soundfile.write(tmp_path / "a.wav", np.zeros(SR, np.float32), SR)
+    args = [str(tmp_path / "a.wav"), "--checkpoint", str(run_dir), "--out", str(tmp_path / "o"),
+            "--no-figure", "--instruments"]
+    assert cli.main(args + ["low=32-39,high=0-7"]) == 0      # ',' separates groups like ';'
+    assert cli.main(args + ["low=32-39;violin"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: instrument spec 'low=32-39;violin': 'violin' is neither "
+                          "name=selector nor a known instrument")
+    assert "Traceback" not in err

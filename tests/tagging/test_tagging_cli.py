@@ -71,6 +71,56 @@ def test_bad_input_exits_2(model_dir, tmp_path, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+def _eval_folder(root, split, ids, *, bass_amp, pipe_pitch, extra_program=None):
+    """Tracks like the model's training tracks (bass then pipe); `extra_program` adds a stem
+    of an instrument the model does not know."""
+    for i in ids:
+        stems = [tone_stem(33, 35 + i, 8.0, start=0.0, stop=4.0, amplitude=bass_amp),
+                 tone_stem(73, pipe_pitch + i, 8.0, start=4.0, stop=8.0, amplitude=0.2)]
+        if extra_program is not None:
+            stems.append(tone_stem(extra_program, 60, 8.0, start=2.0, stop=6.0, amplitude=0.1))
+        write_slakh_track(root, split, f"Track{i:05d}", stems)
+    return root
+
+
+def test_eval_prints_tagger_and_baselines_in_and_out_of_domain(model_dir, tmp_path, capsys):
+    import json
+
+    in_domain = _eval_folder(tmp_path / "in", "test", [10, 11], bass_amp=0.4, pipe_pitch=86)
+    ood = _eval_folder(tmp_path / "ood", "test", [20, 21, 22], bass_amp=0.1, pipe_pitch=79,
+                       extra_program=40)
+    out = tmp_path / "eval"
+    assert tag_cli.main(["eval", "--data", str(in_domain), "--model", str(model_dir),
+                         "--ood-data", str(ood), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "in-domain" in printed and "out-of-domain" in printed
+    for method in ("tagger", "constant prior", "majority class"):
+        row = next(line for line in printed.splitlines() if line.startswith(method))
+        assert len(row[len(method):].split()) == 6, row  # 3 scores x 2 domains
+    assert "16 snippets of 2 tracks" in printed and "24 snippets of 3 tracks" in printed
+    report = json.loads((out / "eval.json").read_text())
+    scores = report["scores"]
+    assert set(scores) == {"in-domain", "out-of-domain"}
+    tagger = scores["in-domain"]["tagger"]
+    # Held-out tracks like the training ones: the tagger beats the constant prior.
+    assert tagger["micro_f1"] > scores["in-domain"]["constant prior"]["micro_f1"]
+    assert tagger["micro_auc"] > 0.9
+    for domain in scores.values():
+        for method in domain.values():
+            assert 0.0 <= method["micro_f1"] <= 1.0
+    assert (out / "eval.txt").read_text().strip() in printed
+
+
+def test_eval_without_ood_and_with_a_missing_folder(model_dir, tmp_path, capsys):
+    in_domain = _eval_folder(tmp_path / "in", "test", [10], bass_amp=0.4, pipe_pitch=86)
+    assert tag_cli.main(["eval", "--data", str(in_domain), "--model", str(model_dir),
+                         "--quiet"]) == 0
+    assert "out-of-domain" not in capsys.readouterr().out
+    assert tag_cli.main(["eval", "--data", str(in_domain), "--model", str(model_dir),
+                         "--ood-data", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere: data folder not found" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_train_then_tag_on_demo_data(demo_root, tmp_path, capsys):
     out = tmp_path / "run"

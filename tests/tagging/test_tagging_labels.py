@@ -53,17 +53,28 @@ def test_midi_rule_counts_sounding_time_per_snippet():
 
 def test_groupings():
     assert InstrumentGrouping().group_of(33, False, "Bass") == "Bass"
-    four = InstrumentGrouping.parse("piano=0-7,guitar=24-31,bass=32-39,drums=drums,other=*")
-    assert four == FOUR_STEM_GROUPING == InstrumentGrouping.parse("4stem")
-    assert [four.group_of(p, d, "") for p, d in [(0, False), (33, False), (0, True),
-                                                  (73, False)]] == ["piano", "bass", "drums",
-                                                                    "other"]
+    cases = [(0, False), (33, False), (0, True), (73, False), (26, False)]
+    for spec in ("piano=0-7,guitar=24-31,bass=32-39,drums=drums,other=*", "4stem",
+                 "piano;guitar;bass;drums;other=*"):
+        grouping = InstrumentGrouping.parse(spec)
+        assert [grouping.group_of(p, d, "") for p, d in cases] == [
+            "piano", "bass", "drums", "other", "guitar"], spec
+        assert InstrumentGrouping.from_json(grouping.to_json()) == grouping
+    assert InstrumentGrouping.parse("4stem") == FOUR_STEM_GROUPING
     only = InstrumentGrouping.parse("low=32-39")
     assert only.group_of(33, False, "") == "low"
     assert only.group_of(0, False, "") is None and only.group_of(0, True, "") is None
-    assert InstrumentGrouping.from_json(four.to_json()) == four
-    for bad in ("piano", "piano=0-200", "piano=a-b", ""):
-        with pytest.raises(GroupingError):
+    # the selectors separation has: Slakh class and stem name
+    lead = InstrumentGrouping.parse("strings=class:Strings;lead=stem:S01")
+    assert lead.group_of(40, False, "Strings") == "strings"
+    assert lead.group_of(0, False, "Piano", "S01") == "lead"
+    # taggers saved before the shared syntax still load, with the same groups
+    old = {"kind": "programs", "ranges": [["piano", 0, 7], ["bass", 32, 39]], "drums": "drums",
+           "other": "other"}
+    assert [InstrumentGrouping.from_json(old).group_of(p, d, "") for p, d in cases] == [
+        "piano", "bass", "drums", "other", "other"]
+    for bad in ("violin", "piano=0-200", "piano=a-b", ""):
+        with pytest.raises(GroupingError, match="inst_class"):
             InstrumentGrouping.parse(bad)
 
 

@@ -37,9 +37,27 @@ def test_identical_sequences_score_one():
     ns = _ns(REF + [(60, 2.5, 2.9, 33), (48, 0.0, 4.0, 40)])
     scores = metrics.transcription_metrics(ns, ns)
     f1_keys = [k for k in scores if "F1" in k]
-    assert len(f1_keys) == 4 + 1 + 9 + 6  # note groups, frame, 3 x 3 program-aware, sweep
+    # agnostic onset, note groups, frame, 3 x 3 program-aware, sweep
+    assert len(f1_keys) == 1 + 4 + 1 + 9 + 6
     for key in f1_keys + [k for k in scores if "precision" in k or "recall" in k]:
         assert scores[key] == pytest.approx(1.0), key
+
+
+def test_agnostic_onset_f1_merges_programs_and_drums():
+    s = metrics.transcription_metrics(_ns(REF), _ns(EST))
+    # All 7 notes per side in one track, programs ignored: 60 (program 1), 62 (30 ms late),
+    # 67 (15 ms late) and the drum 36 (20 ms late) match; 63, 70 and drum 42 do not.
+    assert (s["Agnostic onset precision"], s["Agnostic onset recall"],
+            s["Agnostic onset F1"]) == pytest.approx((4 / 7,) * 3)
+    # 60 ms late is outside the 50 ms tolerance; a duplicate on another program is a false
+    # positive (one reference note can match only once).
+    late = metrics.agnostic_onset_scores(_ns([(60, 0.0, 1.0)]), _ns([(60, 0.06, 1.0)]))
+    assert late["Agnostic onset F1"] == 0.0
+    doubled = metrics.agnostic_onset_scores(_ns([(60, 0.0, 1.0)]),
+                                            _ns([(60, 0.0, 1.0, 0), (60, 0.01, 0.5, 40)]))
+    assert (doubled["Agnostic onset precision"], doubled["Agnostic onset recall"]) == \
+        pytest.approx((0.5, 1.0))
+    assert doubled["Agnostic onset F1"] == pytest.approx(2 / 3)
 
 
 def test_hand_computed_small_case():

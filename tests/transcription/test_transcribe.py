@@ -53,6 +53,8 @@ def test_oracle_transcription_recovers_every_note_and_writes_named_tracks(tmp_pa
         scores = transcription_metrics(ns, result.note_sequence)
         assert scores["Onset + offset + program F1 (full)"] == pytest.approx(1.0)
         assert result.num_segments == 3 and result.invalid_events == 0
+        # The oracle ends every segment with EOS and never repeats a note.
+        assert result.truncated_segments == 0 and result.duplicate_notes == 0
     midi_path = write_midi(results[0].note_sequence, tmp_path / "oracle.mid")
     pm = pretty_midi.PrettyMIDI(str(midi_path))
     tracks = {(i.name, i.program, i.is_drum): len(i.notes) for i in pm.instruments}
@@ -107,6 +109,11 @@ def test_cli_transcribes_a_demo_mixture_to_midi_and_png(tmp_path_factory, tmp_pa
     assert sum(len(i.notes) for i in pm.instruments) == len(expected.notes)
     assert {(i.program, i.is_drum) for i in pm.instruments} == {
         (0 if n.is_drum else n.program, n.is_drum) for n in expected.notes}
+    # The decoding-health line reports the library's counters for this file.
+    result = transcriber.transcribe(read_audio(demo_mix, sample_rate=16000)[0])
+    assert (f"decoding health: {result.invalid_events} invalid events, "
+            f"{result.duplicate_notes} duplicate notes, {result.truncated_segments} segments "
+            f"at the token limit") in out
 
 
 def _track_notes(mix_path):

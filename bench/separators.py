@@ -1,6 +1,6 @@
 """Separator speed on this machine: separation real-time factor and training examples/s.
 
-    python bench/separation.py [--seconds 30] [--batch 8] [--window 2.0] [--steps 5]
+    python bench/separators.py [--seconds 30] [--batch 8] [--window 2.0] [--steps 5]
 
 For each model (DNN: 16 kHz, n_fft 256, C = 3, 3 layers, 4 instruments; U-Net: 16 kHz, n_fft 1024,
 channels 16-32-64, 4 instruments; U-Net-44k: 44.1 kHz, n_fft 4096, channels 48-96-192-384):
@@ -18,10 +18,6 @@ import json
 import sys
 import time
 from pathlib import Path
-
-# This file is named like the `separation` package; run as a script, its own folder would shadow
-# the package on sys.path.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import jax
 import numpy as np  # noqa: E402
