@@ -63,6 +63,8 @@ class ExperimentConfig:
     dnn_steps_per_layer: int = 30
     dnn_finetune_steps: int = 60
     dnn_learning_rate: float = 1e-4
+    dnn_wiener_power: float = 2.0
+    """Exponent of the DNN's Wiener masks (2: power ratio, 1: amplitude ratio)."""
     unet_n_fft: int = 1024
     unet_hop: int = 256
     unet_channels: tuple[int, ...] = (16, 32, 64)
@@ -70,6 +72,10 @@ class ExperimentConfig:
     unet_learning_rate: float = 1e-3
     unet_magnitude_loss: str = "l2"
     unet_waveform_loss_weight: float = 0.0
+    unet_magnitude_loss_weight: float = 1.0
+    unet_si_sdr_loss_weight: float = 0.0
+    """Weight of -SI-SDR (dB) of the U-Net's waveform estimates in its loss."""
+    unet_mask: str = "softmax"
     save_every_steps: int = 1000
     eval_split: str = "test"
     eval_max_tracks: int | None = None
@@ -129,7 +135,8 @@ def train_separators(dataset_root: str | Path, workdir: str | Path,
         dnn = DNNSeparator(instruments=names, sample_rate=config.sample_rate,
                            n_fft=config.dnn_n_fft, hop_length=config.dnn_hop,
                            context=config.dnn_context, frame_skip=config.dnn_frame_skip,
-                           activation=config.dnn_activation, loss_type=config.dnn_loss)
+                           activation=config.dnn_activation, loss_type=config.dnn_loss,
+                           wiener_power=config.dnn_wiener_power)
         layerwise = training.train_dnn_layerwise(
             dnn, train_data, workdir / "dnn", num_layers=config.dnn_layers,
             ls_batches=config.dnn_ls_batches, steps_per_layer=config.dnn_steps_per_layer,
@@ -157,8 +164,11 @@ def train_separators(dataset_root: str | Path, workdir: str | Path,
         unet = UNetSeparator(instruments=names, sample_rate=config.sample_rate,
                              n_fft=config.unet_n_fft, hop_length=config.unet_hop,
                              channels=tuple(config.unet_channels),
+                             mask=config.unet_mask,
                              magnitude_loss=config.unet_magnitude_loss,
-                             waveform_loss_weight=config.unet_waveform_loss_weight)
+                             magnitude_loss_weight=config.unet_magnitude_loss_weight,
+                             waveform_loss_weight=config.unet_waveform_loss_weight,
+                             si_sdr_loss_weight=config.unet_si_sdr_loss_weight)
         unet_params = training.train_unet(unet, train_data, workdir / "unet",
                                           num_steps=config.unet_steps,
                                           learning_rate=config.unet_learning_rate,

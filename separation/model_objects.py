@@ -61,6 +61,9 @@ class DNNSeparator:
         on gamma-normalised magnitudes, averaged over frames, batch and instruments.
       wiener: predict() applies single-channel Wiener masks across the instruments (+ residual)
         instead of magnitude estimate x mixture phase.
+      wiener_power: exponent p of those masks, |S_j|^p / sum_k |S_k|^p: 2 is the Wiener (power
+        ratio) mask, 1 the amplitude ratio. 1 is softer: where a network wrongly claims energy of
+        another instrument (out of domain) the damage is smaller (see README, Source separation).
       initial_params: when set (e.g. the least-squares layers of `separation.training.grow_dnn`),
         `init` returns these (boxed with the network's logical axes) instead of random ones.
         Excluded from equality and hashing.
@@ -76,6 +79,7 @@ class DNNSeparator:
     activation: str = "relu"
     loss_type: str = "sse"
     wiener: bool = True
+    wiener_power: float = 2.0
     initial_params: Any = dataclasses.field(default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self):
@@ -165,7 +169,7 @@ class DNNSeparator:
 
     def _reconstruct(self, mags: jax.Array, spec: jax.Array, length: int) -> jax.Array:
         if self.wiener:
-            est = apply_masks(wiener_masks(mags, magnitude(spec)), spec)
+            est = apply_masks(wiener_masks(mags, magnitude(spec), power=self.wiener_power), spec)
         else:
             est = with_phase_of(mags, spec)
         return self.stft_config.istft(est, length=length)
@@ -197,6 +201,10 @@ class UNetSeparator:
       magnitude_loss: 'l2' (squared error; its optimum is the conditional mean, an IRM-like mask)
         or 'l1' (absolute error; its optimum is the conditional median, which for sparse stems is
         a zero mask in most bins: with few training steps the masks collapse towards 0).
+      si_sdr_loss_weight: weight of -SI-SDR (dB) of the iSTFT waveforms, averaged over the
+        sources whose reference is not silent. Scale-invariant per source, so quiet groups count
+        as much as loud ones (the magnitude losses are dominated by the loudest bins and sources);
+        it is also the evaluation metric.
       wiener: predict() re-balances the masked magnitudes with Wiener masks across instruments.
     """
     instruments: tuple[str, ...] = ("bass", "drums", "guitar", "piano")
@@ -208,6 +216,7 @@ class UNetSeparator:
     magnitude_loss_weight: float = 1.0
     waveform_loss_weight: float = 0.0
     magnitude_loss: str = "l2"
+    si_sdr_loss_weight: float = 0.0
     wiener: bool = False
 
     def __post_init__(self):
@@ -245,9 +254,11 @@ class UNetSeparator:
         mag_loss = jnp.mean(mag_err * mag_err if self.magnitude_loss == "l2" else jnp.abs(mag_err))
         estimates = self.stft_config.istft(est_spec, length=batch["mixture"].shape[-1])
         wave_loss = jnp.mean(jnp.abs(estimates - batch["sources"]))
-        loss = self.magnitude_loss_weight * mag_loss + self.waveform_loss_weight * wave_loss
+        metrics = _waveform_metrics(estimates, batch["sources"])
+        loss = (self.magnitude_loss_weight * mag_loss + self.waveform_loss_weight * wave_loss
+                - self.si_sdr_loss_weight * metrics["si_sdr"])
         return loss, {f"magnitude_{self.magnitude_loss}": mag_loss, "waveform_l1": wave_loss,
-                      **_waveform_metrics(estimates, batch["sources"])}
+                      **metrics}
 
     def predict(self, params: PyTree, batch: Batch) -> dict[str, jax.Array]:
         _check_batch(batch, len(self.instruments), need_sources=False)

@@ -70,6 +70,32 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Any]:
     return _CACHE["run"]
 
 
+# Seed of `seeded_tiny_checkpoint`'s random parameters: with it the tiny network transcribes
+# notes from the demo mixtures (6 on the validation track, 4 on the test track at
+# TINY_DECODE_LENGTH), unlike TINY_STEPS of training (none), so comparisons of two
+# transcriptions are not between two empty note lists. (Seed 0 transcribes no notes.)
+NOTED_PARAMS_SEED = 1
+
+
+def seeded_tiny_checkpoint(tmp_path_factory) -> Path:
+    """An mt3x checkpoint (workdir with mt3x_model.json) of the tiny network with parameters
+    drawn from NOTED_PARAMS_SEED, written as an import would (step 0, no training)."""
+    if "seeded" not in _CACHE:
+        import flax.linen as nn
+        import jax
+
+        from mt3x.t5x_checkpoint.convert import write_mt3x_params_checkpoint
+        from mt3x.transcription.checkpoint import model_spec
+
+        model = tiny_model()
+        batch = {"encoder_input_tokens": np.zeros((1, 256, 128), np.float32)}
+        params = nn.unbox(jax.jit(model.init)(jax.random.key(NOTED_PARAMS_SEED), batch))
+        workdir = tmp_path_factory.mktemp("mt3_tiny_seeded") / "run"
+        _CACHE["seeded"] = write_mt3x_params_checkpoint(
+            workdir, params, meta={"gin_config": ""}, model_spec=model_spec(model, "mt3"))
+    return _CACHE["seeded"]
+
+
 # ---- an oracle "model" -------------------------------------------------------------------------
 def reference_notes(seconds: float = 5.0) -> note_seq.NoteSequence:
     """Two pitched instruments with notes held across segment boundaries, plus drums."""

@@ -250,15 +250,16 @@ def test_cli_fall_back_past_a_damaged_step_and_say_so(mt3_run, tmp_path, audio_f
      ["unknown macro 'INSTRUMENT'", "did you mean INSTRUMENTS", "dnn_demo.gin"]),
 ])
 def test_mistyped_gin_binding_is_refused(tmp_path, entry, gin_file, binding, expected, capsys):
-    import importlib
+    import importlib.util
 
     import gin
 
-    sys.path.insert(0, str(LAUNCH_TRAIN.parent))
-    try:
-        launcher = importlib.import_module(entry)  # launch/<entry>.py
-    finally:
-        sys.path.remove(str(LAUNCH_TRAIN.parent))
+    # By path, under its own name: a plain `import train` could find another `train` module
+    # (bench/train.py once a bench script has put bench/ on sys.path).
+    spec = importlib.util.spec_from_file_location(f"launch_{entry}",
+                                                  LAUNCH_TRAIN.parent / f"{entry}.py")
+    launcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launcher)
     gin.clear_config()
     try:
         code, err = run_cli(launcher.main, [f"--gin_file={gin_file}", binding,

@@ -17,6 +17,8 @@ from mt3x.errors import Mt3xError
 from mt3x.models.layers import ATTENTION_IMPLS
 
 _ACTIVATION_DTYPES = ("float32", "bfloat16")
+#: `T5Config.encoder_input_norm` values ('none' is MT3).
+ENCODER_INPUT_NORMS = ("none", "rms")
 
 
 class ModelConfigError(Mt3xError):
@@ -49,6 +51,14 @@ class T5Config:
         GPU and bfloat16 only) or 'auto' ('cudnn' on a GPU backend with bfloat16 activations,
         else 'reference'). The fused implementations ('xla', 'cudnn') apply no dropout to the
         attention weights; embedding, residual and MLP dropout are unchanged.
+      encoder_input_norm: mt3x's opt-in, not MT3 (default 'none': MT3's encoder input, the
+        projected log-mel plus the sinusoids). 'rms' applies an RMSNorm with a learned scale
+        (parameter `encoder/input_norm/scale`, initialised to 1) to each projected log-mel frame
+        BEFORE the sinusoids are added, so the audio part of every frame has RMS 1 (times the
+        scale) whatever its loudness, against the sinusoids' RMS of 0.71; without it the
+        projected log-mel has RMS ~1.9 at initialisation and 4-6 after a few hundred steps.
+      encoder_position_scale: mt3x's opt-in, not MT3 (default 1.0: MT3). Multiplies the
+        encoder's sinusoid position signal (the decoder's is unchanged).
     """
 
     vocab_size: int = 1536
@@ -65,6 +75,8 @@ class T5Config:
     max_length: int = 2048
     float32_attention_logits: bool = False
     attention_impl: str = "reference"
+    encoder_input_norm: str = "none"
+    encoder_position_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.dtype not in _ACTIVATION_DTYPES:
@@ -83,6 +95,14 @@ class T5Config:
             raise ModelConfigError(
                 "T5Config.attention_impl: 'cudnn' needs dtype='bfloat16' (cuDNN fused attention "
                 f"runs in 16-bit floats), got dtype={self.dtype!r}; use 'auto' or 'xla'")
+        if self.encoder_input_norm not in ENCODER_INPUT_NORMS:
+            raise ModelConfigError(
+                f"T5Config.encoder_input_norm: expected one of {ENCODER_INPUT_NORMS}, "
+                f"got {self.encoder_input_norm!r}")
+        if not float(self.encoder_position_scale) > 0.0:
+            raise ModelConfigError(
+                f"T5Config.encoder_position_scale: expected a positive number, "
+                f"got {self.encoder_position_scale!r}")
         if self.emb_dim % 2:
             raise ModelConfigError(
                 f"T5Config.emb_dim: expected an even width (sin and cos halves), "

@@ -165,7 +165,10 @@ class DecoderLayer(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Continuous-input encoder: projection of the mel frames + sinusoids, then the stack."""
+    """Continuous-input encoder: projection of the mel frames + sinusoids, then the stack.
+
+    `T5Config.encoder_input_norm` / `encoder_position_scale` (mt3x's opt-ins, off by default)
+    normalise the projected frames / scale the sinusoids before they are added."""
 
     config: T5Config
 
@@ -176,7 +179,12 @@ class Encoder(nn.Module):
         x = DenseGeneral(cfg.emb_dim, ("vocab", "embed"), dtype=cfg.activation_dtype,
                          kernel_init=INPUT_PROJECTION_INIT,
                          name="continuous_inputs_projection")(encoder_inputs)
-        x = x + _positions(cfg, encoder_inputs.shape[-2])
+        if cfg.encoder_input_norm == "rms":  # opt-in, not MT3 (see T5Config)
+            x = RMSNorm(dtype=cfg.activation_dtype, name="input_norm")(x)
+        positions = _positions(cfg, encoder_inputs.shape[-2])
+        if cfg.encoder_position_scale != 1.0:  # opt-in, not MT3 (see T5Config)
+            positions = positions * jnp.float32(cfg.encoder_position_scale)
+        x = x + positions
         x = nn.Dropout(cfg.dropout_rate, broadcast_dims=(-2,))(x, deterministic=deterministic)
         x = nn.with_logical_constraint(x.astype(cfg.activation_dtype), BATCH_LENGTH_EMBED)
         for idx in range(cfg.num_encoder_layers):

@@ -76,7 +76,9 @@ def index_events(sequence: bytes | note_seq.NoteSequence, frame_times: np.ndarra
     ns = (note_seq.NoteSequence.FromString(bytes(sequence))
           if isinstance(sequence, (bytes, bytearray, np.bytes_)) else sequence)
     ns = note_events.prepare_note_sequence(ns, is_training=is_training)
-    frame_times = np.asarray(frame_times, np.float64)
+    # Not cast to float64 here: that would not restore the float64 times (float32(0.04) stays
+    # below 0.04) and would hide encode_and_index_events' float32 warning.
+    frame_times = np.asarray(frame_times)
     # Sustain and trimming are done: encode the prepared sequence as it is.
     indexed = codec_segments.tokenize_note_sequence(ns, frame_times, config, is_training=False,
                                                     sustain=False)

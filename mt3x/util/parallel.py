@@ -15,14 +15,14 @@ def parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int, *, desc:
                  progress: bool, unit: str = "item") -> Iterator[R]:
     """`func` over `items`, yielding results as they finish (completion order when `jobs` > 1).
 
-    With `jobs` <= 1 (or one item) runs in this process, in order; else in a pool of `jobs`
-    "spawn" processes (no state inherited from this process: JAX/TensorFlow threads stay out of
-    the workers, and results do not depend on what the parent did before). `func` and the items
+    With `jobs` <= 1 runs in this process, in order; else (even for one item) in a pool of up
+    to `jobs` "spawn" processes: no state inherited from this process, so JAX/TensorFlow threads
+    stay out of the workers and results do not depend on what the parent did before. `func` and the items
     must be picklable. The bar (tqdm, `leave=False`) is closed however the caller stops.
     """
     bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress, leave=False)
     try:
-        if jobs <= 1 or len(items) <= 1:
+        if jobs <= 1 or not items:
             for item in items:
                 yield func(item)
                 bar.update()

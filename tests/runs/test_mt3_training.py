@@ -13,6 +13,7 @@ from pathlib import Path
 import gin
 import jax
 import numpy as np
+import pretty_midi
 import pytest
 
 from tests import mt3_testdata as data
@@ -74,19 +75,44 @@ def test_loss_falls_and_the_run_is_evaluated_and_saved(tmp_path_factory):
     assert (workdir / "operative_config.gin").read_text() == "# tiny test run\n"
 
 
-def test_evaluate_mt3_reproduces_the_training_evaluation(tmp_path_factory, tmp_path):
-    workdir, result = data.tiny_run(tmp_path_factory)
+@pytest.fixture(scope="module")
+def seeded_run(tmp_path_factory):
+    """(workdir, TrainResult) of one step at learning rate 0 from the seeded tiny checkpoint,
+    evaluated at the end: its transcriptions hold notes (the 24-step tiny run's hold none)."""
+    workdir = tmp_path_factory.mktemp("mt3_seeded_run") / "run"
+    config = data.tiny_train_config(
+        workdir, data.tiny_dataset(tmp_path_factory),
+        init_checkpoint=data.seeded_tiny_checkpoint(tmp_path_factory),
+        schedule=ScheduleConfig(num_steps=1, optimizer="adamw", learning_rate=0.0,
+                                weight_decay=0.0),
+        evaluation=EvalConfig(loss_batches=0, max_files=1,
+                              decode_length=data.TINY_DECODE_LENGTH),
+        checkpoint=CheckpointOptions(save_every_steps=1, keep_best=0))
+    return workdir, train_mt3(config)
+
+
+def test_evaluate_mt3_reproduces_the_training_evaluation(tmp_path_factory, tmp_path,
+                                                         seeded_run):
+    workdir, result = seeded_run
+    final = result.eval_history[1]
+    # Not 0 notes compared with 0 notes: the training evaluation transcribed some.
+    assert final["eval/estimated_notes"] > 0
     scores = evaluate_mt3(checkpoint=workdir, dataset_root=data.tiny_dataset(tmp_path_factory),
                           split="validation", max_decode_length=data.TINY_DECODE_LENGTH,
                           max_files=1, output_dir=tmp_path, write_midi=True)
-    final = result.eval_history[data.TINY_STEPS]
     assert scores["Files"] == 1
+    assert scores["Estimated notes"] == final["eval/estimated_notes"]
+    for name, key in [("Invalid events", "invalid_events"), ("Dropped events", "dropped_events"),
+                      ("Duplicate notes", "duplicate_notes"),
+                      ("Truncated segments", "truncated_segments")]:
+        assert scores[name] == final[f"eval/{key}"], name
     assert scores["Onset F1"] == pytest.approx(final["eval/onset_f1"])
     assert scores["Onset + offset + program F1 (full)"] == pytest.approx(
         final["eval/multi_instrument_f1"])
     report = json.loads((tmp_path / "metrics.json").read_text())
-    assert report["step"] == data.TINY_STEPS and list(report["files"]) == ["validation/Track00003"]
-    assert (tmp_path / "validation_Track00003.mid").is_file()
+    assert report["step"] == 1 and list(report["files"]) == ["validation/Track00003"]
+    midi = pretty_midi.PrettyMIDI(str(tmp_path / "validation_Track00003.mid"))
+    assert sum(len(i.notes) for i in midi.instruments) == final["eval/estimated_notes"]
     assert (tmp_path / "validation_Track00003.png").read_bytes()[:4] == b"\x89PNG"
 
 

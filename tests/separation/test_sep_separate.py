@@ -58,6 +58,37 @@ def test_long_file_equals_one_piece_dnn():
     assert err < 1e-3
 
 
+def test_long_file_equals_one_piece_unet_with_default_chunking():
+    """separate_with_model's defaults (10 s chunks, 0.1 s fades, 2 chunks per call, margin
+    receptive_margin) on a small U-Net at 1 kHz: a 22 s file is 3 chunks (a batch of 2, then a
+    shorter last one). Chunking must be invisible (float32 rounding: ~1e-7 measured), while a
+    margin of one hop, short of the U-Net's reach, is 1e-2 off: the tolerance can see edges."""
+    from separation.model_objects import UNetSeparator
+
+    sr = 1000
+    model = UNetSeparator(instruments=("a", "b"), sample_rate=sr, n_fft=128, hop_length=32,
+                          channels=(4, 8))
+    rng = np.random.default_rng(1)
+    t = np.arange(22 * sr) / sr
+    mixture = (0.3 * np.sin(2 * np.pi * 110 * t) * (1 + np.sin(2 * np.pi * 0.7 * t))
+               + 0.2 * np.sign(np.sin(2 * np.pi * 3.1 * t)) * np.sin(2 * np.pi * 440 * t)
+               + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    params = nn.meta.unbox(model.init(jax.random.key(0), {"mixture": mixture[None]}))
+    whole = np.asarray(jax.jit(model.predict)(params, {"mixture": mixture[None]})["sources"][0])
+    plan = separate.plan_chunks(mixture.size, int(separate.DEFAULT_CHUNK_SECONDS * sr),
+                                separate.receptive_margin(model),
+                                int(separate.DEFAULT_FADE_SECONDS * sr), model.hop_length)
+    assert len(plan.starts) == 3
+    chunked = separate.separate_with_model(model, params, mixture)
+    assert chunked.shape == whole.shape == (2, mixture.size)
+    scale = np.max(np.abs(whole))
+    assert np.max(np.abs(chunked - whole)) / scale < 1e-5
+    too_short = separate.separate_in_chunks(
+        separate.model_separate_fn(model, params), mixture, sample_rate=sr,
+        hop_length=model.hop_length, margin_samples=model.hop_length)
+    assert np.max(np.abs(too_short - whole)) / scale > 1e-3
+
+
 def test_evaluation_table(tmp_path):
     rng = np.random.default_rng(2)
     sr = 4000

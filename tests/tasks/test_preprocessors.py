@@ -62,7 +62,12 @@ def test_extract_target_sequence_equals_codec_and_has_tie_section():
                         drums=[(36, 0.3), (38, 1.4)])
     times = mt3_frame_times(len(mt3_sample_frames(np.zeros(int(4.0 * 16000), np.float32))))
     out = MT3.tokenize(ns.SerializeToString(), times, True)
-    ref_indexed = tokenize_note_sequence(ns, times, MT3.config, is_training=True)
+    # The reference's frame times are built here, not by mt3_frame_times: frame i starts at
+    # sample 128 i of 16 kHz audio (float64, as MT3). Had mt3_frame_times drifted to float32,
+    # both sides would otherwise be indexed alike and agree.
+    ref_times = np.arange(len(times)) * 128 / 16000
+    np.testing.assert_array_equal(times, ref_times)
+    ref_indexed = tokenize_note_sequence(ns, ref_times, MT3.config, is_training=True)
     for start, end in [(0, 256), (150, 406), (125, 126), (300, len(times))]:
         # The pipeline holds the chunk's frames only; the codec call takes the whole file.
         ours = examples.chunk_target_sequence(
@@ -84,6 +89,46 @@ def test_extract_target_sequence_equals_codec_and_has_tie_section():
     tie_at = int(np.flatnonzero(chunk == MT3.tie_id)[0])
     np.testing.assert_array_equal(chunk[:tie_at + 1],
                                   [ev("program", 0), ev("pitch", 60), MT3.tie_id])
+
+
+def _step_starts(targets: np.ndarray) -> np.ndarray:
+    """Index in `targets` (single-step shifts) of the first event of every 10 ms step: step s
+    starts just after the s-th shift."""
+    shifts = np.flatnonzero(targets == ev("shift", 1))
+    return np.concatenate([[0], shifts + 1])
+
+
+def test_frames_are_indexed_by_integer_sample_position_not_float_times():
+    """Independent of any float frame times: frame i starts at sample 128 i, so it lies in step
+    floor(128 i * 100 / 16000) = 4 i // 5 (integers). Frames 5, 55 and 120 start exactly on a
+    step (0.04 s, 0.44 s, 0.96 s) whose float32 time is below the float64 one: float32 frame
+    times would index them into the previous step (a known MT3 parity trap)."""
+    ns = _note_sequence([(60, 0, 0.04, 0.30), (64, 33, 0.44, 0.90), (67, 40, 0.96, 1.50)],
+                        drums=[(36, 0.20)])
+    audio = np.zeros(2 * 16000, np.float32)
+    track = examples.tokenize_track(audio, ns.SerializeToString(), MT3.config, is_training=True)
+    num_frames = len(audio) // 128 + 1
+    frame_steps = 4 * np.arange(num_frames) // 5
+    starts = _step_starts(track["targets"])
+    np.testing.assert_array_equal(track["input_event_start_indices"], starts[frame_steps])
+    np.testing.assert_array_equal(track["input_event_end_indices"],
+                                  np.append(starts[frame_steps[1:]], len(track["targets"])))
+    # Worked by hand: frames [55, 120) = steps 44 .. 95. The chunk opens on the onset at 0.44 s
+    # (nothing sounds then: empty tie section), holds 46 shifts to its offset at 0.90 s and 6
+    # shifts more, up to the step of frame 120 (0.96 s), whose onset belongs to the next chunk.
+    chunk = examples.chunk_target_sequence(
+        track["targets"], track["input_event_start_indices"][55:120],
+        track["input_event_end_indices"][55:120], track["state_events"],
+        track["input_state_event_indices"][55:120], MT3.tie_id)
+    shift = ev("shift", 1)
+    np.testing.assert_array_equal(chunk, [
+        MT3.tie_id, ev("program", 33), ev("velocity", 1), ev("pitch", 64), *[shift] * 46,
+        ev("program", 33), ev("velocity", 0), ev("pitch", 64), *[shift] * 6])
+    # Frames 5 and 6 both lie in step 4 (0.04 s) and start at its first event, the onset of 60.
+    first = track["input_event_start_indices"][5]
+    assert first == track["input_event_start_indices"][6] == starts[4]
+    np.testing.assert_array_equal(track["targets"][first:first + 3],
+                                  [ev("program", 0), ev("velocity", 1), ev("pitch", 60)])
 
 
 def test_tokenize_stage_is_examples_tokenize_track():
