@@ -17,8 +17,8 @@ def parallel_map(func: Callable[[T], R], items: Sequence[T], jobs: int, *, desc:
 
     With `jobs` <= 1 runs in this process, in order; else (even for one item) in a pool of up
     to `jobs` "spawn" processes: no state inherited from this process, so JAX/TensorFlow threads
-    stay out of the workers and results do not depend on what the parent did before. `func` and the items
-    must be picklable. The bar (tqdm, `leave=False`) is closed however the caller stops.
+    stay out of the workers and results do not depend on what the parent did before. `func` and
+    the items must be picklable. The bar (tqdm, `leave=False`) is closed however the caller stops.
     """
     bar = tqdm(total=len(items), desc=desc, unit=unit, disable=not progress, leave=False)
     try:
