@@ -75,6 +75,20 @@ def _train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--min-note-ms", type=float, default=50.0,
                         help="MIDI rule: sounding time in a snippet (ms)")
     parser.add_argument("--threads", type=int, default=1, help="LightGBM threads")
+    defaults = TrainConfig()
+    parser.add_argument("--num-leaves", type=int, default=defaults.num_leaves,
+                        help=f"LightGBM leaves per tree (default {defaults.num_leaves})")
+    parser.add_argument("--min-data-in-leaf", type=int, default=defaults.min_data_in_leaf,
+                        help="LightGBM minimum snippets per leaf (default "
+                        f"{defaults.min_data_in_leaf}; ~100 regularises against memorising "
+                        "training tracks)")
+    parser.add_argument("--feature-fraction", type=float, default=defaults.feature_fraction,
+                        help=f"LightGBM feature subsampling (default {defaults.feature_fraction})")
+    parser.add_argument("--lambda-l2", type=float, default=defaults.lambda_l2,
+                        help=f"LightGBM L2 leaf regularisation (default {defaults.lambda_l2})")
+    parser.add_argument("--thresholds", default="instrument", choices=("instrument", "micro"),
+                        help="decision thresholds tuned on validation for each instrument's F1 "
+                        "(default) or jointly for the pooled micro F1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -152,6 +166,14 @@ def _run_tag(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The LightGBM settings of `mt3x-tag train`'s flags (the rest at TrainConfig defaults)."""
+    return TrainConfig(num_threads=args.threads, seed=args.seed, num_leaves=args.num_leaves,
+                       min_data_in_leaf=args.min_data_in_leaf,
+                       feature_fraction=args.feature_fraction, lambda_l2=args.lambda_l2,
+                       threshold_objective=args.thresholds)
+
+
 def _run_train(args: argparse.Namespace) -> int:
     if not args.data.is_dir():
         raise Mt3xError(f"{args.data}: data folder not found")
@@ -160,7 +182,7 @@ def _run_train(args: argparse.Namespace) -> int:
     labels = LabelConfig(threshold_db=args.threshold_db, min_note_ms=args.min_note_ms,
                          source=args.labels)
     result = train_on_folder(args.data, grouping=grouping, label_config=labels,
-                             train_config=TrainConfig(num_threads=args.threads, seed=args.seed),
+                             train_config=train_config_from_args(args),
                              progress=not args.quiet)
     paths = write_training_outputs(result, args.out)
     print(f"snippets: {result.split_sizes}")

@@ -158,8 +158,9 @@ def test_cli_build_info_check(midi_dir, tmp_path, capsys):
     assert err.startswith("error:") and "no.sf2: soundfont not found" in err
 
 
-@pytest.mark.slow
 def test_tfds_builder_round_trip(demo_dataset, tmp_path):
+    # In CI (no longer marked slow): the demo dataset is built for test_demo_preset anyway;
+    # the TFDS build of its 10 tracks adds ~10 s.
     import note_seq
 
     from mt3x.data.tfds_slakh import prepare_slakh_tfds

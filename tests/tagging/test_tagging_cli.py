@@ -149,3 +149,21 @@ def test_output_names_are_unique():
     paths = [Path("a/Track1/mix.flac"), Path("a/Track2/mix.flac"), Path("b/song.wav"),
              Path("x/d/e.wav"), Path("y/d/e.wav")]
     assert tag_cli.output_names(paths) == ["Track1_mix", "Track2_mix", "song", "d_e_1", "d_e_2"]
+
+
+def test_train_regularisation_flags_reach_lightgbm(tmp_path):
+    """`--num-leaves` etc. set TrainConfig (and so the LightGBM params); omitted flags keep the
+    TrainConfig defaults, so older command lines train the same models."""
+    base = ["--data", str(tmp_path), "--out", str(tmp_path / "out")]
+    default = tag_cli.train_config_from_args(tag_cli._train_parser().parse_args(base))
+    assert default == TrainConfig()
+    args = tag_cli._train_parser().parse_args(
+        base + ["--num-leaves", "7", "--min-data-in-leaf", "100", "--feature-fraction", "0.5",
+                "--lambda-l2", "10", "--threads", "2", "--seed", "3", "--thresholds", "micro"])
+    config = tag_cli.train_config_from_args(args)
+    assert config == TrainConfig(num_leaves=7, min_data_in_leaf=100, feature_fraction=0.5,
+                                 lambda_l2=10.0, num_threads=2, seed=3,
+                                 threshold_objective="micro")
+    params = config.lgb_params()
+    assert (params["num_leaves"], params["min_data_in_leaf"], params["feature_fraction"],
+            params["lambda_l2"]) == (7, 100, 0.5, 10.0)

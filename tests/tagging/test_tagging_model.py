@@ -128,3 +128,42 @@ def test_demo_tagger_beats_the_majority_baseline(demo_tagger, demo_examples):
     assert micro["auc"] > 0.65
     assert rows["Drums"]["f1"] > 0.9 and rows["Drums"]["baseline_f1"] == 0.0
     assert not math.isnan(macro["auc"])
+
+
+def test_micro_thresholds_switch_off_an_uninformative_rare_instrument():
+    """A frequent, well-scored instrument and a rare one whose scores are noise: each
+    instrument's own best F1 switches the rare one on almost always, which the pooled count
+    pays for; micro thresholds keep it (nearly) off and reach a higher pooled F1."""
+    from tagging.model import _best_threshold, micro_thresholds
+
+    rng = np.random.default_rng(0)
+    n = 2000
+    frequent = rng.random(n) < 0.7
+    rare = rng.random(n) < 0.08
+    y = np.stack([frequent, rare], axis=1)
+    proba = np.stack([np.clip(0.7 + 0.25 * np.where(frequent, 1, -1) + 0.2 * rng.normal(size=n),
+                              0, 1), rng.random(n)], axis=1)
+    own = np.array([_best_threshold(y[:, i], proba[:, i]) for i in range(2)])
+    micro = micro_thresholds(y, proba, passes=2)
+    shared = micro_thresholds(y, proba)
+
+    def pooled(limits):
+        pred = proba >= limits
+        return 2 * np.sum(y & pred) / (y.sum() + pred.sum())
+
+    assert np.mean(proba[:, 1] >= own[1]) > 0.5          # per-instrument F1: rare mostly on
+    assert np.mean(proba[:, 1] >= micro[1]) < 0.1         # micro: rare (nearly) off
+    assert pooled(micro) > pooled(own) + 0.02
+    assert shared[0] == shared[1]                         # default: one shared threshold
+    assert pooled(shared) >= max(pooled(np.full(2, t)) for t in np.linspace(0, 1, 101)) - 0.005
+    assert pooled(micro) >= pooled(shared) - 1e-12       # refinement never loses on its data
+
+
+def test_micro_threshold_objective_trains_and_bad_objective_raises():
+    train, validation = _synthetic(600, 0), _synthetic(200, 1)
+    tagger = train_tagger(train, validation,
+                          config=TrainConfig(seed=0, threshold_objective="micro"))
+    assert set(tagger.thresholds) == {"low", "noisy"}
+    assert all(0.0 <= t <= 1.01 for t in tagger.thresholds.values())
+    with pytest.raises(Exception, match="threshold_objective"):
+        train_tagger(train, validation, config=TrainConfig(threshold_objective="pooled"))

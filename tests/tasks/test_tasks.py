@@ -244,8 +244,8 @@ def test_train_batches_are_deterministic_by_seed(toy_tasks):
                                   (batch["decoder_target_tokens"] > 0).astype(np.float32))
 
 
-@pytest.mark.slow
 def test_log_mel_inputs_switch():
+    # In CI (no longer marked slow): one 2 s toy track, ~3 s of CPU.
     names = tasks.register_in_memory_tasks({"train": [toy_track(1, 2.0)]}, "toymel",
                                            inputs="log_mel")
     assert names["train"] == "toymel_notes_ties_logmel_vb1_train"
@@ -261,19 +261,33 @@ def test_log_mel_inputs_switch():
 
 @pytest.mark.slow
 def test_demo_dataset_flows_into_numpy_batches(tmp_path_factory):
-    from mt3x.audio.io import read_audio
     from mt3x.data.presets import build_demo
 
-    root = build_demo(tmp_path_factory.mktemp("demo") / "demo", seed=0)
-    names = tasks.register_slakh_tasks(root, name="demo", vocab="mt3", in_memory_cache=True)
-    assert names["train"] == "demo_notes_ties_vb1_train"
-    batches = tasks.make_train_batches(names["train"], batch_size=4, seed=0)
+    _check_demo_flows(build_demo(tmp_path_factory.mktemp("demo") / "demo", seed=0), "demo", 4)
+
+
+def test_demo_dataset_flows_into_numpy_batches_fast(tmp_path_factory):
+    """The fast variant (runs in CI): 5 pieces of 5 s (2 train, 1 validation, 2 test), batch 2."""
+    from mt3x.data.presets import build_demo
+
+    root = build_demo(tmp_path_factory.mktemp("demo_small") / "demo", seed=0, max_pieces=5,
+                      split_counts=(2, 1, 2), segment_seconds=5.0)
+    _check_demo_flows(root, "demosmall", 2)
+
+
+def _check_demo_flows(root, name: str, batch_size: int) -> None:
+    """Train batches and eval segments of a demo dataset with 2 test tracks."""
+    from mt3x.audio.io import read_audio
+
+    names = tasks.register_slakh_tasks(root, name=name, vocab="mt3", in_memory_cache=True)
+    assert names["train"] == f"{name}_notes_ties_vb1_train"
+    batches = tasks.make_train_batches(names["train"], batch_size=batch_size, seed=0)
     for _ in range(2):
         batch = next(batches)
-        assert batch["encoder_input_tokens"].shape == (4, 256, 128)
-        assert batch["decoder_target_tokens"].shape == (4, 1024)
-        assert (batch["decoder_target_tokens"] == 1).sum() == 4          # one EOS per row
-        assert batch["decoder_loss_weights"].sum() > 4                    # notes, not just EOS
+        assert batch["encoder_input_tokens"].shape == (batch_size, 256, 128)
+        assert batch["decoder_target_tokens"].shape == (batch_size, 1024)
+        assert (batch["decoder_target_tokens"] == 1).sum() == batch_size  # one EOS per row
+        assert batch["decoder_loss_weights"].sum() > batch_size           # notes, not just EOS
     segments = list(tasks.eval_segments(names["test"]))
     by_track: dict[bytes, list] = {}
     for s in segments:
