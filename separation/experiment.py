@@ -90,6 +90,10 @@ class ExperimentConfig:
     """Fixed batches of validation windows (no remixing, no gains) for dnn_keep_best."""
     dnn_validate_every: int = 0
     """Also score every this many steps inside a stage (0: stage ends only)."""
+    train_remix: bool = True
+    """Training windows remix every group from its own random track with a random gain in
+    [0.25, 1.25] (`data.SeparationWindows`). Such windows hold every group at once, denser than
+    real tracks (2-5 parts); False trains on windows of the real mixtures (no gains)."""
 
 
 @dataclasses.dataclass
@@ -125,7 +129,8 @@ def train_separators(dataset_root: str | Path, workdir: str | Path,
     def train_data(seed: int):
         return data.SeparationWindows(tracks, groups, sample_rate=config.sample_rate,
                                       window_samples=window, batch_size=config.batch_size,
-                                      seed=seed)
+                                      seed=seed, remix=config.train_remix,
+                                      gain_range=(0.25, 1.25) if config.train_remix else None)
 
     train_kwargs = {"gin_config": gin_config, "show_progress": config.show_progress,
                     "checkpoint": trainer.CheckpointOptions(

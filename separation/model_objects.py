@@ -58,7 +58,10 @@ class DNNSeparator:
       num_layers: K dense layers per instrument network.
       activation: 'relu' or 'linear'.
       loss_type: 'sse' (sum of squared errors per frame) or 'sae' (sum of absolute errors),
-        on gamma-normalised magnitudes, averaged over frames, batch and instruments.
+        on gamma-normalised magnitudes, averaged over frames, batch and instruments; or 'si_sdr':
+        -SI-SDR (dB) of the reconstructed waveforms (Wiener masks as in predict), averaged over
+        the sources whose reference is not silent: the evaluation metric itself, which the SSE
+        the least-squares layers minimise is not.
       wiener: predict() applies single-channel Wiener masks across the instruments (+ residual)
         instead of magnitude estimate x mixture phase.
       wiener_power: exponent p of those masks, |S_j|^p / sum_k |S_k|^p: 2 is the Wiener (power
@@ -83,8 +86,9 @@ class DNNSeparator:
     initial_params: Any = dataclasses.field(default=None, compare=False, hash=False, repr=False)
 
     def __post_init__(self):
-        if self.loss_type not in ("sse", "sae"):
-            raise Mt3xError(f"DNN loss_type {self.loss_type!r}: expected 'sse' or 'sae'")
+        if self.loss_type not in ("sse", "sae", "si_sdr"):
+            raise Mt3xError(f"DNN loss_type {self.loss_type!r}: expected 'sse', 'sae' or "
+                            "'si_sdr'")
 
     @property
     def stft_config(self) -> StftConfig:
@@ -148,17 +152,20 @@ class DNNSeparator:
         targets = self.normalized_targets(batch["sources"], gamma)
         outputs = self.magnitudes(params, inputs, gamma)
         err = outputs - targets
-        per_frame = jnp.sum(err * err if self.loss_type == "sse" else jnp.abs(err), axis=-1)
+        per_frame = jnp.sum(jnp.abs(err) if self.loss_type == "sae" else err * err, axis=-1)
         loss = jnp.mean(per_frame)
         centre = ctx.centre_frame(inputs, self.num_bins, self.context)[:, None]
         ident = centre - targets
-        identity = jnp.mean(jnp.sum(ident * ident if self.loss_type == "sse" else jnp.abs(ident),
+        identity = jnp.mean(jnp.sum(jnp.abs(ident) if self.loss_type == "sae" else ident * ident,
                                     axis=-1))
         estimates = self._reconstruct(outputs * gamma[:, None], spec, batch["mixture"].shape[-1])
         metrics = {"loss_vs_identity": loss / jnp.maximum(identity, 1e-12),
                    **_waveform_metrics(estimates, batch["sources"])}
         for i, name in enumerate(self.instruments):
             metrics[f"loss/{name}"] = jnp.mean(per_frame[:, i])
+        if self.loss_type == "si_sdr":
+            metrics["magnitude_sse"] = loss
+            loss = -metrics["si_sdr"]
         return loss, metrics
 
     def predict(self, params: PyTree, batch: Batch) -> dict[str, jax.Array]:

@@ -29,6 +29,7 @@ from mt3x.util.files import atomic_path
 from mt3x.trainer import steps as steps_lib
 from mt3x.trainer.batch_source import as_batch_source
 from mt3x.trainer.checkpoints import Checkpointer, CheckpointOptions, restore_params
+from mt3x.trainer.data_positions import gather_data_states, own_data_state
 from mt3x.trainer.errors import NonFiniteLossError, TrainerError
 from mt3x.trainer.model_api import Model
 from mt3x.trainer.optimizers import adafactor_mt3
@@ -282,7 +283,7 @@ def _restore_data_position(checkpointer: Checkpointer, source: Any,
     if resume_step is None:
         return {}
     data_state, meta = checkpointer.read_data_and_meta(resume_step)
-    source.set_state(data_state)
+    source.set_state(own_data_state(data_state))
     return meta
 
 
@@ -401,7 +402,8 @@ def _save(checkpointer: Checkpointer, progress: _Progress, source: Any,
           results: Mapping[str, float] | None, settings: _LoopSettings) -> None:
     """Saves the state, the data position and the run's metadata (gin config, loss history,
     eval-loss points); `results` let the checkpoint compete for best."""
-    checkpointer.save(progress.state, data_state=source.get_state(), metrics=results, meta={
+    data_state = gather_data_states(source.get_state())   # every process's position
+    checkpointer.save(progress.state, data_state=data_state, metrics=results, meta={
         "gin_config": settings.gin_config, "loss_history": progress.history.to_json(),
         "eval_loss_points": {str(k): v for k, v in progress.eval_losses.items()}})
 

@@ -41,18 +41,15 @@ def test_two_processes_train_mt3_checkpoint_and_a_second_launch_resumes(tmp_path
 
 @pytest.mark.multiprocess
 def test_two_processes_train_mt3_checkpoint_and_a_second_launch_resumes_fast(tmp_path_factory):
-    """The fast variant (runs in CI): one CPU device per process, 2 steps, resumed to 3.
-    (Not on the Grain pipeline: a multi-process Grain run cannot resume yet; the checkpoint
-    holds process 0's data position only, which process 1 refuses.)"""
+    """The fast variant (runs in CI): one CPU device per process, 2 steps, resumed to 3."""
     _train_then_resume(tmp_path_factory, devices_per_process=1, first_steps=2, total_steps=3)
 
 
 @pytest.mark.slow
 @pytest.mark.multiprocess
-@pytest.mark.xfail(strict=True, reason="known bug: a checkpoint holds one data position (process "
-                   "0's); a multi-process Grain run's process 1 refuses it on resume ('data "
-                   "position of host shard [0, 2] cannot resume host shard [1, 2]')")
 def test_two_processes_resume_a_grain_run(tmp_path_factory):
+    """Each process resumes its own Grain iterator state (host shard i of 2): the checkpoint's
+    data item holds every process's position (`mt3x.trainer.data_positions`)."""
     from tests import mt3_testdata as data
     from mt3x.tasks.cache_build import build_cache
 
@@ -105,8 +102,13 @@ def _train_then_resume(tmp_path_factory, *, devices_per_process: int, first_step
     assert checkpoints.latest_step() == total_steps
     data_state, meta = checkpoints.read_data_and_meta()
     checkpoints.close()
-    if data_state["kind"] != "grain":                  # (Grain: an iterator state instead)
-        assert data_state["consumed"] == total_steps   # each host's stream continued
+    per_process = data_state["per_process"]            # every host's own position
+    assert len(per_process) == 2 and per_process[0] == {
+        k: v for k, v in data_state.items() if k != "per_process"}
+    if data_state["kind"] == "grain":                  # Grain: each host shard's iterator
+        assert [p["shard"] for p in per_process] == [[0, 2], [1, 2]]
+    else:
+        assert [p["consumed"] for p in per_process] == [total_steps] * 2   # streams continued
     history = dict(zip(meta["loss_history"]["steps"], meta["loss_history"]["losses"]))
     assert sorted(history) == list(range(1, total_steps + 1))
     for step, loss in {**losses["p0"], **resumed["p0"]}.items():
