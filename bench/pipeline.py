@@ -1,6 +1,6 @@
 """Training examples per second from the MT3 seqio pipeline, and where the host time goes.
 
-    python bench/pipeline.py [--root DIR] [--batches 20] [--batch-size 32]
+    python bench/pipeline.py [--root DIR] [--batches 20] [--batch-size 32] [--rounds 3]
 
 Over a Slakh-layout dataset (default: the demo set, built into /tmp if missing) it measures
 
@@ -101,9 +101,22 @@ def stage_costs(root: Path, split: str, repeats: int, seed: int) -> dict[str, fl
     return per_example
 
 
+def timed_windows(iterator, batch_size: int, batches: int, rounds: int) -> float:
+    """The median examples/s of `rounds` consecutive windows of `batches` batches (a median
+    over windows is steadier on a shared machine than one window)."""
+    rates = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        rates.append(batches * batch_size / (time.perf_counter() - t))
+    return float(np.median(rates))
+
+
 def end_to_end(root: Path, batch_size: int, batches: int, in_memory_cache: bool,
-               seed: int) -> float:
-    """Examples per second from make_train_batches (after one warm-up batch)."""
+               seed: int, rounds: int = 1) -> float:
+    """Examples per second from make_train_batches (after the shuffle buffer's warm-up; the
+    median of `rounds` windows)."""
     from mt3x.tasks import registry as tasks
 
     name = "benchcache" if in_memory_cache else "benchnocache"
@@ -114,16 +127,14 @@ def end_to_end(root: Path, batch_size: int, batches: int, in_memory_cache: bool,
     # Warm-up: fills the shuffle buffer (and the in-memory cache).
     for _ in range(max(1, 256 // batch_size + 1)):
         next(it)
-    t = time.perf_counter()
-    for _ in range(batches):
-        next(it)
-    return batches * batch_size / (time.perf_counter() - t)
+    return timed_windows(it, batch_size, batches, rounds)
 
 
 def grain_end_to_end(cache: Path, batch_size: int, batches: int, seed: int,
-                     workers: int) -> float:
+                     workers: int, rounds: int = 1) -> float:
     """Examples per second from the Grain pipeline over a piece cache (after two warm-up
-    batches per worker); `workers` = 0 reads in this process (2 threads)."""
+    batches per worker; the median of `rounds` windows); `workers` = 0 reads in this process
+    (2 threads)."""
     from mt3x.tasks.grain_pipeline import GrainPipelineConfig, batch_dataset
 
     config = GrainPipelineConfig(cache_dir=cache, batch_size=batch_size, worker_count=workers,
@@ -132,10 +143,7 @@ def grain_end_to_end(cache: Path, batch_size: int, batches: int, seed: int,
     try:
         for _ in range(2 * max(1, workers)):  # every worker started and producing
             next(iterator)
-        t = time.perf_counter()
-        for _ in range(batches):
-            next(iterator)
-        return batches * batch_size / (time.perf_counter() - t)
+        return timed_windows(iterator, batch_size, batches, rounds)
     finally:
         getattr(iterator, "close", lambda: None)()
 
@@ -165,6 +173,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="piece cache of --root (default: <root>_cache, built if missing)")
     parser.add_argument("--workers", type=int, default=None,
                         help="Grain worker processes (default: the cores available)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="timed windows of --batches batches per pipeline; the median is "
+                             "printed (the re-tokenising seqio row takes one)")
     parser.add_argument("--skip-stages", action="store_true", help="skip the per-stage timing")
     args = parser.parse_args(argv)
 
@@ -182,11 +193,13 @@ def main(argv: list[str] | None = None) -> int:
     rates = {}
     for cache_in_memory in (True, False):
         rates[cache_in_memory] = end_to_end(root, args.batch_size, args.batches,
-                                            cache_in_memory, args.seed)
-    grain_rates = {n: grain_end_to_end(cache, args.batch_size, args.batches, args.seed, n)
+                                            cache_in_memory, args.seed,
+                                            args.rounds if cache_in_memory else 1)
+    grain_rates = {n: grain_end_to_end(cache, args.batch_size, args.batches, args.seed, n,
+                                       args.rounds)
                    for n in (0, workers)}
-    print(f"\nend to end, batch {args.batch_size}, {args.batches} batches, {cores} cores "
-          f"(per core = examples/s / {cores}):")
+    print(f"\nend to end, batch {args.batch_size}, median of {args.rounds} windows of "
+          f"{args.batches} batches, {cores} cores (per core = examples/s / {cores}):")
     print(f"  {'pipeline':52s} {'examples/s':>10s} {'per core':>9s} {'vs seqio cached':>16s}")
     rows = [("seqio, tokenized pieces cached in memory", rates[True]),
             ("seqio, re-tokenized every epoch", rates[False]),

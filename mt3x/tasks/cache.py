@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -81,7 +82,7 @@ def unpack_arrays(record: bytes) -> dict[str, np.ndarray]:
     arrays = {}
     for name, dtype, shape, offset in json.loads(record[start:base]):
         dtype = np.dtype(dtype)
-        count = int(np.prod(shape)) if shape else 1
+        count = math.prod(shape)
         arrays[name] = np.frombuffer(record, dtype, count, base + offset).reshape(shape)
     return arrays
 

@@ -23,6 +23,7 @@ checkpoint, so a resumed run continues at the same example.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import sys
@@ -139,6 +140,13 @@ class EpochShuffledRecords:
         return {"source": self.source, "seed": self.seed, "_epoch": None}
 
 
+@functools.lru_cache(maxsize=None)
+def _tie_id(vocab: str) -> int | None:
+    """The codec index of `tie` in preset `vocab` (None without ties)."""
+    config = codec_vocabulary.get_config(vocab)
+    return config.codec.encode("tie", 0) if config.use_ties else None
+
+
 @dataclasses.dataclass(frozen=True)
 class ChunkStage:
     """Piece -> random chunk -> its targets (tie section) -> program granularity -> run-length
@@ -150,7 +158,7 @@ class ChunkStage:
 
     def __call__(self, record: bytes, rng: np.random.Generator) -> dict[str, np.ndarray] | None:
         config = codec_vocabulary.get_config(self.vocab)
-        tie_id = config.codec.encode("tie", 0) if config.use_ties else None
+        tie_id = _tie_id(self.vocab)
         piece = decode_piece(record, dequantize=False)
         chunk = examples.select_random_chunk(piece, self.input_length, rng)
         if chunk is None:
@@ -212,8 +220,11 @@ def model_features(example: Mapping[str, Any], input_length: int,
     1.0 where targets are not PAD."""
     inputs = np.asarray(example["inputs"], np.float32)[:input_length]
     targets = np.asarray(example["targets"], np.int32)[:target_length]
-    encoder = np.zeros([input_length, inputs.shape[1]], np.float32)
-    encoder[:len(inputs)] = inputs
+    if len(inputs) == input_length:
+        encoder = inputs
+    else:
+        encoder = np.zeros([input_length, inputs.shape[1]], np.float32)
+        encoder[:len(inputs)] = inputs
     decoder_targets = np.full([target_length], PAD_ID, np.int32)
     decoder_targets[:len(targets)] = targets
     decoder_inputs = np.concatenate([[0], decoder_targets[:-1]]).astype(np.int32)
