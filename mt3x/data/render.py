@@ -1,7 +1,8 @@
 """Rendering one instrument's MIDI to mono audio with a General MIDI soundfont.
 
 Backends: FluidSynth in-process (pyfluidsynth over libfluidsynth, float output, reverb and chorus
-off, one fresh synthesizer per stem, so a render depends only on its input and is byte-reproducible)
+off, one fresh synthesizer per stem, so a render depends only on its input and is byte-reproducible;
+compressed .sf3 fonts are decoded once per process and shared, `mt3x.data.fluid_fonts`)
 and, when libfluidsynth cannot be loaded, TinySoundFont (`pip install --no-deps tinysoundfont`).
 `backend='auto'` picks FluidSynth when available. The backend's name goes into the metadata.
 """
@@ -17,6 +18,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pretty_midi
 
+from mt3x.data import fluid_fonts
 from mt3x.errors import Mt3xError
 
 DRUM_CHANNEL = 9
@@ -107,6 +109,7 @@ def render_instrument(
     sample_rate: int,
     soundfont: str | os.PathLike | None = None,
     backend: str = "auto",
+    share_fonts: bool = True,
 ) -> np.ndarray:
     """Renders one instrument alone.
 
@@ -116,6 +119,8 @@ def render_instrument(
       sample_rate: in Hz (FluidSynth accepts 8000..96000).
       soundfont: .sf2/.sf3 path; None = TimGM6mb.sf2 from pretty_midi.
       backend: 'auto', 'fluidsynth' or 'tinysoundfont'.
+      share_fonts: FluidSynth renders an .sf3 with the font this process decoded once
+        (`mt3x.data.fluid_fonts`; same samples); False loads the preset's samples afresh.
 
     Returns:
       `f32[num_samples]` mono (the average of the synthesizer's left and right outputs), linear
@@ -127,7 +132,8 @@ def render_instrument(
     path = check_soundfont(soundfont)
     name = resolve_backend(backend)
     if name == "fluidsynth":
-        stereo = _render_fluidsynth(inst, num_samples, sample_rate, path)
+        stereo = _render_fluidsynth(inst, num_samples, sample_rate, path,
+                                    share_fonts and fluid_fonts.is_shared(path))
     else:
         stereo = _render_tinysoundfont(inst, num_samples, sample_rate, path)
     return (0.5 * (stereo[:, 0] + stereo[:, 1])).astype(np.float32)
@@ -141,18 +147,22 @@ def _missing_program(path: Path, inst: pretty_midi.Instrument) -> RenderError:
 
 
 def _render_fluidsynth(inst: pretty_midi.Instrument, num_samples: int, sample_rate: int,
-                       path: Path) -> np.ndarray:
+                       path: Path, share_font: bool) -> np.ndarray:
     import fluidsynth
 
     settings = {
         "synth.reverb.active": 0, "synth.chorus.active": 0, "synth.cpu-cores": 1,
         "synth.polyphony": 256,
-        # Load only the selected preset's samples: an .sf3 decodes in tens of ms, not seconds.
-        "synth.dynamic-sample-loading": 1,
+        # .sf2: load only the selected preset's samples. .sf3: the font is decoded once per
+        # process and shared (`fluid_fonts`), so this synthesizer loads nothing itself.
+        "synth.dynamic-sample-loading": 0 if share_font else 1,
     }
+    shared = fluid_fonts.loaded_font(path, sample_rate, settings) if share_font else None
+    if share_font and shared is None:
+        raise RenderError(f"{path}: FluidSynth cannot load this soundfont")
     synth = fluidsynth.Synth(gain=0.2, samplerate=float(sample_rate), **settings)
     try:
-        sfid = synth.sfload(str(path))
+        sfid = fluid_fonts.add_font(synth, shared) if shared else synth.sfload(str(path))
         if sfid < 0:
             raise RenderError(f"{path}: FluidSynth cannot load this soundfont")
         channel = DRUM_CHANNEL if inst.is_drum else 0
@@ -187,6 +197,8 @@ def _render_fluidsynth(inst: pretty_midi.Instrument, num_samples: int, sample_ra
             "bend": lambda value: synth.pitch_bend(channel, value)})
         return out
     finally:
+        if shared:
+            fluid_fonts.remove_font(synth, shared)
         synth.delete()
 
 

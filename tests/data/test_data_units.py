@@ -180,6 +180,34 @@ def test_render_is_deterministic_timed_and_pitched(backend):
     assert abs(_peak_hz(a[int(0.7 * sr): int(1.3 * sr)], sr) - 440.0) < 5.0
 
 
+def test_sf3_renders_share_one_decoded_font_and_match_fresh_loads():
+    """A compressed font is decoded once per process and shared by every stem's synthesizer;
+    each render is byte-identical to a synthesizer loading the preset itself, whatever was
+    rendered before it."""
+    from mt3x.data import fluid_fonts
+
+    sr, font = 16000, "/usr/share/sounds/sf3/FluidR3Mono_GM.sf3"
+    fluid_fonts.release_all()
+    stems = [_inst([(60, 0.0, 0.4), (64, 0.2, 0.9), (67, 0.3, 0.5)], program=0),
+             _inst([(36, 0.0, 0.1), (38, 0.25, 0.3), (42, 0.5, 0.55)], program=0, is_drum=True),
+             _inst([(45, 0.1, 0.8)], program=33)]
+    fresh = [render.render_instrument(s, num_samples=sr + 17, sample_rate=sr, soundfont=font,
+                                      share_fonts=False) for s in stems]
+    assert not fluid_fonts._holders
+    for order in ([0, 1, 2], [2, 1, 0]):
+        for k in order:
+            shared = render.render_instrument(stems[k], num_samples=sr + 17, sample_rate=sr,
+                                              soundfont=font)
+            assert np.abs(shared).max() > 0.01
+            np.testing.assert_array_equal(shared, fresh[k])
+    assert list(fluid_fonts._holders) == [(font, sr)]
+    with pytest.raises(render.RenderError, match=r"FluidR3Mono_GM\.sf3: soundfont has no drum kit 20"):
+        render.render_instrument(_inst([(36, 0, 0.1)], program=20, is_drum=True),
+                                 num_samples=sr, sample_rate=sr, soundfont=font)
+    fluid_fonts.release_all()
+    assert not fluid_fonts._holders
+
+
 def test_render_drums_and_errors(tmp_path):
     sr = 16000
     drums = _inst([(36, 0.0, 0.2), (38, 0.5, 0.7)], program=0, is_drum=True)
