@@ -161,6 +161,7 @@ def _render_fluidsynth(inst: pretty_midi.Instrument, num_samples: int, sample_ra
     if share_font and shared is None:
         raise RenderError(f"{path}: FluidSynth cannot load this soundfont")
     synth = fluidsynth.Synth(gain=0.2, samplerate=float(sample_rate), **settings)
+    sfid = -1
     try:
         sfid = fluid_fonts.add_font(synth, shared) if shared else synth.sfload(str(path))
         if sfid < 0:
@@ -197,7 +198,7 @@ def _render_fluidsynth(inst: pretty_midi.Instrument, num_samples: int, sample_ra
             "bend": lambda value: synth.pitch_bend(channel, value)})
         return out
     finally:
-        if shared:
+        if shared and sfid >= 0:
             fluid_fonts.remove_font(synth, shared)
         synth.delete()
 
