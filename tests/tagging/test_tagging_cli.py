@@ -121,7 +121,6 @@ def test_eval_without_ood_and_with_a_missing_folder(model_dir, tmp_path, capsys)
     assert "nowhere: data folder not found" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_train_then_tag_on_demo_data(demo_root, tmp_path, capsys):
     out = tmp_path / "run"
     assert tag_cli.main(["train", "--data", str(demo_root), "--out", str(out), "--quiet"]) == 0
