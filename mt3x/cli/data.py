@@ -50,6 +50,16 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from err
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
 def _strings(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
@@ -84,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--program-set", choices=["train", "ood", "all"], help="slakh recipe: programs to draw")
     b.add_argument("--generated-pieces", type=int, help="pieces from the procedural generator")
     b.add_argument("--drums-probability", type=float, help="share of drum-less tracks given a groove")
+    b.add_argument("--ensemble-share", type=_share,
+                   help="share of generated pieces written as 3-4 equal melodic voices in "
+                        "overlapping ranges (quartet / chorale texture) instead of bass + "
+                        "accompaniment + melodies (default 0)")
     b.add_argument("--programs", type=_ints, help="fixed recipe: GM programs by part, e.g. 0,48,24,33")
     b.add_argument("--pool", type=_ints, help="pool recipe: GM programs to draw from")
     b.add_argument("--classes", type=_strings, help="classes recipe: Slakh class names to draw from")
@@ -156,7 +170,11 @@ def _config_from_args(args):
         augmentation = dataclasses.replace(augmentation, noise_snr_db=args.noise_snr)
     if args.gain_db is not None:
         augmentation = dataclasses.replace(augmentation, gain_db=args.gain_db)
-    return dataclasses.replace(config, recipe=recipe, augmentation=augmentation)
+    generator = config.generator
+    if args.ensemble_share is not None:
+        generator = dataclasses.replace(generator, ensemble_probability=args.ensemble_share)
+    return dataclasses.replace(config, recipe=recipe, augmentation=augmentation,
+                               generator=generator)
 
 
 def _build(args) -> int:

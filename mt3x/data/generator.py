@@ -12,6 +12,10 @@ these roles, each with its own style, register, articulation (staccato to legato
   ranges up to three octaves, with rests between phrases and repeated motifs;
 - drums: a groove for the meter (kick, snare, hi-hat or ride, fills every fourth bar).
 
+With `ensemble_probability` > 0 a piece is instead, with that chance, an ensemble texture: 3 or 4
+melodic voices of equal standing (no bass pattern, no chords) in overlapping soprano / alto /
+tenor / bass ranges, as in a string quartet or a chorale, each drawn like a melody.
+
 Parts carry a program hint (bass parts a bass program, so Slakh-style draws keep their class) and
 their role as name. Piece ids are `generated:<seed>`; `generate_piece(seed, seconds)` is pure.
 """
@@ -34,7 +38,12 @@ PROGRESSIONS: tuple[tuple[int, ...], ...] = (
     (0, 4, 5, 3), (0, 5, 3, 4), (1, 4, 0, 0), (0, 3, 4, 0), (5, 3, 0, 4), (0, 3, 0, 4, 0, 3, 4, 0),
     (0, 6, 5, 4), (0, 2, 3, 4), (0, 5, 1, 4), (0, 0, 3, 3, 0, 0, 4, 3),
 )
-ROLE_HINTS = {"bass": 33, "chords": 0, "arpeggio": 24, "melody": 73, "counter": 40, "drums": 0}
+ROLE_HINTS = {"bass": 33, "chords": 0, "arpeggio": 24, "melody": 73, "counter": 40, "drums": 0,
+              "voice": 0}
+#: Lowest MIDI pitch of each ensemble voice's range (soprano, alto, tenor, bass), and the range
+#: widths (semitones) drawn per voice: neighbouring voices overlap by a fifth or more.
+ENSEMBLE_LOWS = ((60, 67), (53, 60), (45, 53), (36, 45))
+ENSEMBLE_WIDTHS = (12, 15, 19)
 KICK, SNARE, CLOSED_HAT, OPEN_HAT, RIDE, CRASH, LOW_TOM, HIGH_TOM = 36, 38, 42, 46, 51, 49, 45, 50
 
 
@@ -47,12 +56,16 @@ class GeneratorConfig:
       tempo_bpm: (low, high) quarter notes per minute.
       drums_probability: chance that a piece has a drum part.
       max_parts: most pitched parts (2..5).
+      ensemble_probability: chance that a piece is an ensemble of 3-4 equal melodic voices
+        instead of bass + accompaniment + melodies (0: never, and the random draws of every
+        piece are those of a generator without the option).
     """
 
     seconds: float = 30.0
     tempo_bpm: tuple[float, float] = (60.0, 200.0)
     drums_probability: float = 0.7
     max_parts: int = 5
+    ensemble_probability: float = 0.0
 
 
 @dataclasses.dataclass
@@ -272,6 +285,33 @@ def generate_piece(seed: int, config: GeneratorConfig = GeneratorConfig()) -> Pi
     ctx = _Context(rng=rng, beat=beat, bar=bar, beats_per_bar=beats_per_bar,
                    pulse=beat * (1.5 if meter[1] == 8 else 1.0), tonic=int(rng.integers(12)),
                    scale=_MAJOR if rng.uniform() < 0.6 else _MINOR, chords=chords, seconds=config.seconds)
+    if config.ensemble_probability > 0 and rng.uniform() < config.ensemble_probability:
+        parts = _ensemble(ctx)
+    else:
+        parts = _roles(ctx, config)
+    if rng.uniform() < config.drums_probability:
+        parts.append(Part(name="drums", instrument=drum_groove(config.seconds, tempo, meter, rng)))
+    return Piece(piece_id=f"generated:{int(seed)}", parts=parts, tempo_bpm=tempo)
+
+
+def _ensemble(ctx: _Context) -> list[Part]:
+    """3 or 4 legato-to-detached melodic voices in overlapping SATB ranges (top voice first)."""
+    rng = ctx.rng
+    voices = ENSEMBLE_LOWS if rng.uniform() < 0.5 else ENSEMBLE_LOWS[:3]
+    parts = []
+    for k, (low_min, low_max) in enumerate(voices):
+        inst = pretty_midi.Instrument(program=ROLE_HINTS["voice"], name=f"voice{k + 1}")
+        low = int(rng.integers(low_min, low_max + 1))
+        _melody(ctx, inst, low, low + int(rng.choice(ENSEMBLE_WIDTHS)))
+        inst.notes.sort(key=lambda n: (n.start, n.pitch))
+        if inst.notes:
+            parts.append(Part(name=f"voice{k + 1}", instrument=inst))
+    return parts
+
+
+def _roles(ctx: _Context, config: GeneratorConfig) -> list[Part]:
+    """A bass (90 % of pieces) and 1..max_parts-1 of chords, arpeggio, melody and counter."""
+    rng = ctx.rng
     roles = ["bass"] if rng.uniform() < 0.9 else []
     extra = ["chords", "arpeggio", "melody", "counter"]
     count = int(rng.integers(max(1, 2 - len(roles)), max(2, config.max_parts - len(roles)) + 1))
@@ -291,9 +331,7 @@ def generate_piece(seed: int, config: GeneratorConfig = GeneratorConfig()) -> Pi
         inst.notes.sort(key=lambda n: (n.start, n.pitch))
         if inst.notes:
             parts.append(Part(name=role, instrument=inst))
-    if rng.uniform() < config.drums_probability:
-        parts.append(Part(name="drums", instrument=drum_groove(config.seconds, tempo, meter, rng)))
-    return Piece(piece_id=f"generated:{int(seed)}", parts=parts, tempo_bpm=tempo)
+    return parts
 
 
 def piece_seed(build_seed: int, index: int) -> int:

@@ -133,8 +133,12 @@ class BuildConfig:
             raise BuildError(f"split_fractions: expected three non-negative numbers, got {self.split_fractions}")
 
     def to_dict(self) -> dict:
-        """Plain, YAML-safe description (recorded in build.yaml)."""
+        """Plain, YAML-safe description (recorded in build.yaml). Options added after builder
+        version 1 appear only when set, so earlier builds keep their build.yaml and resume."""
         out = dataclasses.asdict(self)
+        generator = out.get("generator") or {}
+        if not generator.get("ensemble_probability"):
+            generator.pop("ensemble_probability", None)
         return _plain(out)
 
 

@@ -85,6 +85,50 @@ def test_generator_covers_meters_tempi_roles_and_fast_notes():
     assert max(pitches) - min(pitches) > 48  # wide ranges
 
 
+def test_ensemble_texture_is_opt_in_seeded_and_voiced_in_overlapping_ranges():
+    default = generator.GeneratorConfig(seconds=8.0)
+    ensemble = generator.GeneratorConfig(seconds=8.0, ensemble_probability=1.0)
+    half = generator.GeneratorConfig(seconds=8.0, ensemble_probability=0.5)
+    pieces = [generator.generate_piece(seed, ensemble) for seed in range(20)]
+    overlaps = []
+    for piece in pieces:
+        voices = [p for p in piece.parts if p.name != "drums"]
+        assert [p.name for p in voices] == [f"voice{k + 1}" for k in range(len(voices))]
+        assert len(voices) in (3, 4) and all(p.instrument.program == 0 for p in voices)
+        lows = [min(n.pitch for n in p.instrument.notes) for p in voices]
+        highs = [max(n.pitch for n in p.instrument.notes) for p in voices]
+        assert lows[0] > lows[-1] and highs[0] > highs[-1]  # soprano on top, bass below
+        overlaps += [highs[k + 1] > lows[k] for k in range(len(voices) - 1)]
+    assert np.mean(overlaps) > 0.5  # neighbouring voices mostly share pitches (parts cross)
+    assert {len(p.parts) - any(q.name == "drums" for q in p.parts) for p in pieces} == {3, 4}
+    assert _midi_bytes(generator.generate_piece(3, ensemble)) == \
+        _midi_bytes(generator.generate_piece(3, ensemble))
+    mixed = [generator.generate_piece(seed, half) for seed in range(40)]
+    kinds = {p.parts[0].name.startswith("voice") for p in mixed}
+    assert kinds == {True, False}
+    # 0 keeps every draw of the generator without the option: the same pieces as before.
+    assert generator.GeneratorConfig(seconds=8.0) == default
+    assert all(not part.name.startswith("voice")
+               for seed in range(40) for part in generator.generate_piece(seed, default).parts)
+
+
+def test_cli_ensemble_share_reaches_the_generator_and_rejects_bad_values(tmp_path, capsys):
+    config = data_cli._config_from_args(data_cli._parser().parse_args(
+        ["build", "--preset", "synth-slakh", "--out", str(tmp_path / "a"), "--ensemble-share",
+         "0.3"]))
+    assert config.generator.ensemble_probability == 0.3
+    assert config.to_dict()["generator"]["ensemble_probability"] == 0.3
+    plain = data_cli._config_from_args(data_cli._parser().parse_args(
+        ["build", "--preset", "synth-slakh", "--out", str(tmp_path / "a")]))
+    assert "ensemble_probability" not in plain.to_dict()["generator"]  # earlier builds resume
+    with pytest.raises(SystemExit) as exit_info:
+        data_cli.main(["build", "--preset", "synth-slakh", "--out", str(tmp_path / "b"),
+                       "--ensemble-share", "1.5"])
+    assert exit_info.value.code == 2
+    assert "--ensemble-share: expected a number in [0, 1], got '1.5'" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
 def test_octave_shift_fits_part_into_program_range():
     assert programs.octave_shift(36, 48, 73) == 24  # a bass line on a flute goes up two octaves
     assert programs.octave_shift(72, 84, 33) == -24  # a soprano line on a bass goes down
