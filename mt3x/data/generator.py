@@ -40,8 +40,9 @@ PROGRESSIONS: tuple[tuple[int, ...], ...] = (
 )
 ROLE_HINTS = {"bass": 33, "chords": 0, "arpeggio": 24, "melody": 73, "counter": 40, "drums": 0,
               "voice": 0}
-#: Lowest MIDI pitch of each ensemble voice's range (soprano, alto, tenor, bass), and the range
-#: widths (semitones) drawn per voice: neighbouring voices overlap by a fifth or more.
+#: Bounds of the lowest MIDI pitch of each ensemble voice's range (soprano, alto, tenor, bass),
+#: and the range widths (semitones) drawn per voice: neighbouring ranges overlap unless the upper
+#: voice's low and the lower voice's width are both drawn at their extremes.
 ENSEMBLE_LOWS = ((60, 67), (53, 60), (45, 53), (36, 45))
 ENSEMBLE_WIDTHS = (12, 15, 19)
 KICK, SNARE, CLOSED_HAT, OPEN_HAT, RIDE, CRASH, LOW_TOM, HIGH_TOM = 36, 38, 42, 46, 51, 49, 45, 50
