@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ def is_shared(path: Path) -> bool:
     return path.suffix.lower() in SHARED_SUFFIXES
 
 
+@functools.lru_cache(maxsize=1)
 def _library() -> Any:
+    """libfluidsynth with the signatures of the calls used here declared (once)."""
     import fluidsynth
 
     lib = fluidsynth._fl
@@ -40,6 +43,8 @@ def _library() -> Any:
         function.restype = ctypes.c_int
     lib.fluid_synth_get_sfont_by_id.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.fluid_synth_get_sfont_by_id.restype = ctypes.c_void_p
+    lib.fluid_set_log_function.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    lib.fluid_set_log_function.restype = ctypes.c_void_p
     return lib
 
 
@@ -71,8 +76,6 @@ def remove_font(synth: Any, font: int) -> None:
     re-selects a preset on each of the synthesizer's 256 channels and warns for every one that
     finds none; those warnings are muted for the call.)"""
     lib = _library()
-    lib.fluid_set_log_function.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-    lib.fluid_set_log_function.restype = ctypes.c_void_p
     previous = lib.fluid_set_log_function(_FLUID_WARN, None, None)
     try:
         lib.fluid_synth_remove_sfont(synth.synth, font)

@@ -39,6 +39,11 @@ class BuildError(Mt3xError):
     """A build configuration is invalid or a build step failed."""
 
 
+#: (section, field, default) of build options added after builder version 1: recorded in
+#: build.yaml only when set, so earlier builds keep their build.yaml and can resume.
+_ADDED_AFTER_V1 = (("generator", "ensemble_probability", 0.0),)
+
+
 @dataclasses.dataclass(frozen=True)
 class BuildConfig:
     """Everything that determines a synthetic Slakh build (with `seed`, the output bytes).
@@ -136,9 +141,10 @@ class BuildConfig:
         """Plain, YAML-safe description (recorded in build.yaml). Options added after builder
         version 1 appear only when set, so earlier builds keep their build.yaml and resume."""
         out = dataclasses.asdict(self)
-        generator = out.get("generator") or {}
-        if not generator.get("ensemble_probability"):
-            generator.pop("ensemble_probability", None)
+        for section, field, default in _ADDED_AFTER_V1:
+            values = out.get(section) or {}
+            if values.get(field) == default:
+                values.pop(field)
         return _plain(out)
 
 
