@@ -51,7 +51,7 @@ from mt3x.audio import mt3_log_mel, stft
 from mt3x.models import Transformer, get_config, greedy_decode
 
 BENCH = Path(__file__).resolve().parent
-sys.path.append(str(BENCH))  # appended: bench/tagging.py must not shadow the `tagging` package
+sys.path.append(str(BENCH))  # appended: a bench module must not shadow a package
 from train_mt3 import FRAMES, SAMPLES_PER_FRAME, analytic_flops  # noqa: E402
 
 SAMPLE_RATE = 16000

@@ -70,6 +70,9 @@ class ExperimentConfig:
     unet_channels: tuple[int, ...] = (16, 32, 64)
     unet_steps: int = 150
     unet_learning_rate: float = 1e-3
+    unet_lr_schedule: str = "constant"
+    """'constant', or 'cosine': linear warm-up over the first 5% of `unet_steps`, then cosine
+    decay to 0 at `unet_steps` (for long runs)."""
     unet_magnitude_loss: str = "l2"
     unet_waveform_loss_weight: float = 0.0
     unet_magnitude_loss_weight: float = 1.0
@@ -177,6 +180,7 @@ def train_separators(dataset_root: str | Path, workdir: str | Path,
         unet_params = training.train_unet(unet, train_data, workdir / "unet",
                                           num_steps=config.unet_steps,
                                           learning_rate=config.unet_learning_rate,
+                                          lr_schedule=config.unet_lr_schedule,
                                           seed=config.seed, train_kwargs=train_kwargs)
         checkpoints.write_separator_json(workdir / "unet", unet, groups)
         out["unet"] = TrainedSeparator("U-Net", unet, unet_params, workdir / "unet")

@@ -28,6 +28,7 @@ import optax
 
 from mt3x import trainer
 from mt3x.errors import Mt3xError
+from mt3x.trainer import optimizers
 from mt3x.trainer.reporting import progress_bar
 from separation import least_squares
 from separation.model_objects import DNNSeparator, UNetSeparator
@@ -224,14 +225,30 @@ def validation_si_sdr(batches: Iterable[Batch]) -> Callable[[DNNSeparator, PyTre
     return score
 
 
+def unet_learning_rate(peak: float, num_steps: int, schedule: str = "constant"
+                       ) -> optimizers.LearningRate:
+    """The U-Net's learning rate: `peak` throughout ('constant'), or ('cosine') a linear warm-up
+    over the first 5% of `num_steps` and a cosine decay to 0 at `num_steps`."""
+    if schedule == "constant":
+        return peak
+    if schedule == "cosine":
+        return optimizers.warmup_cosine_schedule(peak, max(1, num_steps // 20),
+                                                 max(2, num_steps))
+    raise Mt3xError(f"unet_lr_schedule: expected 'constant' or 'cosine', got {schedule!r}")
+
+
 def train_unet(model: UNetSeparator, train_data: Callable[[int], Iterable[Batch]],
-               workdir: str | Path, *, num_steps: int, learning_rate: float = 1e-3, seed: int = 0,
+               workdir: str | Path, *, num_steps: int, learning_rate: float = 1e-3,
+               lr_schedule: str = "constant", seed: int = 0,
                train_kwargs: Mapping[str, Any] | None = None) -> PyTree:
-    """Trains the U-Net with AdamW on the trainer; returns host params."""
+    """Trains the U-Net with AdamW on the trainer (`unet_learning_rate` gives the rate at each
+    step); returns host params."""
     kwargs = dict(log_every_steps=10, progress_label="unet")
     kwargs.update(train_kwargs or {})
+    rate = unet_learning_rate(learning_rate, num_steps, lr_schedule)
     result = trainer.train(model=model, train_data=train_data, workdir=Path(workdir),
                            num_steps=num_steps,
-                           optimizer=optax.adamw(learning_rate, weight_decay=0.0), seed=seed,
+                           optimizer=optax.adamw(rate, weight_decay=0.0), seed=seed,
+                           learning_rate_fn=rate if callable(rate) else None,
                            **kwargs)
     return _host(result.state.params)

@@ -302,7 +302,7 @@ class SnippetExamples:
 FEATURE_CHUNK_SNIPPETS = 1024
 
 
-def _labelled_snippets(track: Any, columns: Sequence[str], grouping: InstrumentGrouping,
+def labelled_snippets(track: Any, columns: Sequence[str], grouping: InstrumentGrouping,
                        label_config: LabelConfig, feature_config: FeatureConfig,
                        partial: str) -> tuple[np.ndarray, SnippetExamples, list[str]]:
     """(mix snippets f32[count, snippet samples], the track's examples with features still empty
@@ -374,14 +374,14 @@ def track_examples(track: Any, *, instruments: Sequence[str] | None = None,
       (examples, groups found in the track).
     """
     if instruments is None:
-        instruments = _groups([track], grouping)
-    snippets, examples, found = _labelled_snippets(track, list(instruments), grouping,
+        instruments = track_groups([track], grouping)
+    snippets, examples, found = labelled_snippets(track, list(instruments), grouping,
                                                    label_config, feature_config, partial)
     _fill_features([(examples, snippets)], feature_config)
     return examples, found
 
 
-def _groups(tracks: Iterable[Any], grouping: InstrumentGrouping) -> list[str]:
+def track_groups(tracks: Iterable[Any], grouping: InstrumentGrouping) -> list[str]:
     """Sorted instrument groups of the rendered stems of `tracks`."""
     groups = set()
     for track in tracks:
@@ -403,14 +403,14 @@ def build_examples(tracks: Sequence[Any], *, instruments: Sequence[str] | None =
 
     Features are computed for up to `FEATURE_CHUNK_SNIPPETS` snippets of consecutive tracks at a
     time, so many short tracks do not each pad a batch of their own."""
-    instruments = _groups(tracks, grouping) if instruments is None else list(instruments)
+    instruments = track_groups(tracks, grouping) if instruments is None else list(instruments)
     iterator: Iterable[Any] = tracks
     if progress:
         iterator = tqdm(tracks, desc="snippets", unit="track")
     parts: list[SnippetExamples] = []
     waiting: list[tuple[SnippetExamples, np.ndarray]] = []
     for track in iterator:
-        snippets, part, _ = _labelled_snippets(track, instruments, grouping, label_config,
+        snippets, part, _ = labelled_snippets(track, instruments, grouping, label_config,
                                                feature_config, partial)
         parts.append(part)
         waiting.append((part, snippets))

@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _load_bench(name: str):
     """Loads bench/<name>.py by path: bench/ is not a package, and putting it on sys.path would
-    shadow packages such as `tagging` with bench/tagging.py."""
+    let a bench module shadow a package of the same name."""
     spec = importlib.util.spec_from_file_location(f"bench_{name}", REPO / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

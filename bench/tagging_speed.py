@@ -5,7 +5,7 @@ Prints, after a warm-up (the compile is timed separately):
 - the same features with a numpy/librosa reference pipeline (STFT + the same band matrix);
 - LightGBM: training time of one booster on N synthetic snippets, and prediction speed.
 
-    python bench/tagging.py [--snippets 2048] [--batch 64] [--repeats 3]
+    python bench/tagging_speed.py [--snippets 2048] [--batch 64] [--repeats 3]
 """
 
 from __future__ import annotations
