@@ -8,9 +8,10 @@ trains a learned representation on exactly the same snippets and labels and scor
     python bench/tagger_cnn.py --data data/synth8h --ood-data data/ood-eval --epochs 6 \\
         --out runs/tagging_cnn.json
 
-Data: every 1-second snippet of `--data`'s train / validation / test splits (and `--ood-data`'s
-`--ood-split`), labelled by `tagging.examples.labelled_snippets` (the energy rule, Slakh's
-`inst_class` groups, as `mt3x-tag train`'s defaults). Input: 64 Slaney mel bands (30 Hz-8 kHz)
+Data: every 1-second snippet of `--data`'s train / validation / test splits (and the
+`--ood-split` of each `--ood-data`, which may be repeated), labelled by
+`tagging.examples.labelled_snippets` (the energy rule, Slakh's `inst_class` groups, as
+`mt3x-tag train`'s defaults). Input: 64 Slaney mel bands (30 Hz-8 kHz)
 of a 1024-point STFT with hop 256 at 16 kHz (the shared `mt3x.audio` kernels): f32[63, 64]
 powers, log-compressed and referenced to the snippet's maximum (`normalise_log_mel`), so the
 level of a recording does not matter. Network: 4 blocks of two 3x3 convolutions (GroupNorm,
@@ -35,6 +36,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import flax.linen as nn
 import jax
@@ -124,6 +126,13 @@ def load_split(root: str, split: str, instruments: list[str] | None
             np.concatenate(ids), instruments)
 
 
+def ood_domain_names(roots: list[str]) -> dict[str, str]:
+    """{domain name: folder} of the out-of-domain folders: 'out-of-domain' for the first, then
+    'out-of-domain (<folder name>)'."""
+    return {("out-of-domain" if i == 0 else f"out-of-domain ({Path(root).name})"): root
+            for i, root in enumerate(roots)}
+
+
 def _micro_f1(proba: np.ndarray, y: np.ndarray, threshold: float) -> float:
     pred = proba >= threshold
     return 2 * float((pred & (y > 0)).sum()) / float(pred.sum() + (y > 0).sum())
@@ -143,8 +152,8 @@ def run(args: argparse.Namespace) -> dict:
     x_train, y_train, _, instruments = load_split(args.data, "train", None)
     x_val, y_val, _, _ = load_split(args.data, "validation", instruments)
     domains = {"in-domain": load_split(args.data, args.split, instruments)}
-    if args.ood_data:
-        domains["out-of-domain"] = load_split(args.ood_data, args.ood_split, instruments)
+    for name, root in ood_domain_names(args.ood_data or []).items():
+        domains[name] = load_split(root, args.ood_split, instruments)
     net = SnippetCNN(args.width, len(instruments))
     rng = np.random.default_rng(args.seed)
     params = net.init(jax.random.PRNGKey(args.seed), normalise_log_mel(jnp.asarray(x_train[:2])),
@@ -231,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="Slakh2100-layout folder (16 kHz audio)")
     parser.add_argument("--split", default="test", help="in-domain split scored (default test)")
-    parser.add_argument("--ood-data", help="out-of-domain Slakh2100-layout folder")
+    parser.add_argument("--ood-data", action="append",
+                        help="out-of-domain Slakh2100-layout folder (repeat for more)")
     parser.add_argument("--ood-split", default="test")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--width", type=int, default=16, help="channels of the first block")

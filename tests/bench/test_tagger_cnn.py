@@ -69,6 +69,12 @@ def test_short_run_learns_bass_against_pipe_and_reports_both_domains(tmp_path, c
     assert "out-of-domain: AUC of track-averaged probabilities" in capsys.readouterr().out
 
 
+def test_out_of_domain_folders_are_named_in_order():
+    assert tagger_cnn.ood_domain_names(["data/ood", "data/ood_music_only"]) == {
+        "out-of-domain": "data/ood", "out-of-domain (ood_music_only)": "data/ood_music_only"}
+    assert tagger_cnn.ood_domain_names([]) == {}
+
+
 def test_a_folder_without_tracks_is_an_error_naming_it_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "cnn.json"
     assert tagger_cnn.main(["--data", str(tmp_path / "missing"), "--out", str(out),
