@@ -124,6 +124,8 @@ def train_separators(dataset_root: str | Path, workdir: str | Path,
     if unknown or not config.models:
         raise Mt3xError(f"ExperimentConfig.models {config.models!r}: expected a non-empty "
                              "subset of ('dnn', 'unet')")
+    training.unet_rate_schedule(config.unet_learning_rate, config.unet_steps,
+                                config.unet_lr_schedule)   # a bad name fails before any work
     groups = data.parse_instruments(config.instruments)
     names = tuple(g.name for g in groups)
     tracks = read_split(root, "train")

@@ -225,7 +225,7 @@ def validation_si_sdr(batches: Iterable[Batch]) -> Callable[[DNNSeparator, PyTre
     return score
 
 
-def unet_learning_rate(peak: float, num_steps: int, schedule: str = "constant"
+def unet_rate_schedule(peak: float, num_steps: int, schedule: str = "constant"
                        ) -> optimizers.LearningRate:
     """The U-Net's learning rate: `peak` throughout ('constant'), or ('cosine') a linear warm-up
     over the first 5% of `num_steps` and a cosine decay to 0 at `num_steps`."""
@@ -245,7 +245,7 @@ def train_unet(model: UNetSeparator, train_data: Callable[[int], Iterable[Batch]
     step); returns host params."""
     kwargs = dict(log_every_steps=10, progress_label="unet")
     kwargs.update(train_kwargs or {})
-    rate = unet_learning_rate(learning_rate, num_steps, lr_schedule)
+    rate = unet_rate_schedule(learning_rate, num_steps, lr_schedule)
     result = trainer.train(model=model, train_data=train_data, workdir=Path(workdir),
                            num_steps=num_steps,
                            optimizer=optax.adamw(rate, weight_decay=0.0), seed=seed,
