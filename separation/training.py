@@ -241,7 +241,7 @@ def train_unet(model: UNetSeparator, train_data: Callable[[int], Iterable[Batch]
                workdir: str | Path, *, num_steps: int, learning_rate: float = 1e-3,
                lr_schedule: str = "constant", seed: int = 0,
                train_kwargs: Mapping[str, Any] | None = None) -> PyTree:
-    """Trains the U-Net with AdamW on the trainer (`unet_learning_rate` gives the rate at each
+    """Trains the U-Net with AdamW on the trainer (`unet_rate_schedule` gives the rate at each
     step); returns host params."""
     kwargs = dict(log_every_steps=10, progress_label="unet")
     kwargs.update(train_kwargs or {})

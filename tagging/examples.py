@@ -303,8 +303,8 @@ FEATURE_CHUNK_SNIPPETS = 1024
 
 
 def labelled_snippets(track: Any, columns: Sequence[str], grouping: InstrumentGrouping,
-                       label_config: LabelConfig, feature_config: FeatureConfig,
-                       partial: str) -> tuple[np.ndarray, SnippetExamples, list[str]]:
+                      label_config: LabelConfig, feature_config: FeatureConfig,
+                      partial: str) -> tuple[np.ndarray, SnippetExamples, list[str]]:
     """(mix snippets f32[count, snippet samples], the track's examples with features still empty
     f32[count, 0], groups found in the track). See `track_examples`."""
     rate = feature_config.sample_rate
@@ -376,7 +376,7 @@ def track_examples(track: Any, *, instruments: Sequence[str] | None = None,
     if instruments is None:
         instruments = track_groups([track], grouping)
     snippets, examples, found = labelled_snippets(track, list(instruments), grouping,
-                                                   label_config, feature_config, partial)
+                                                  label_config, feature_config, partial)
     _fill_features([(examples, snippets)], feature_config)
     return examples, found
 
@@ -411,7 +411,7 @@ def build_examples(tracks: Sequence[Any], *, instruments: Sequence[str] | None =
     waiting: list[tuple[SnippetExamples, np.ndarray]] = []
     for track in iterator:
         snippets, part, _ = labelled_snippets(track, instruments, grouping, label_config,
-                                               feature_config, partial)
+                                              feature_config, partial)
         parts.append(part)
         waiting.append((part, snippets))
         if sum(s.shape[0] for _, s in waiting) >= FEATURE_CHUNK_SNIPPETS:

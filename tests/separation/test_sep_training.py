@@ -8,7 +8,9 @@ import jax
 import numpy as np
 import pytest
 
+from mt3x.errors import Mt3xError
 from separation import training
+from separation.experiment import ExperimentConfig, train_separators
 from separation.model_objects import DNNSeparator
 from separation.models.dnn import grow_by_least_squares
 
@@ -203,14 +205,12 @@ def test_unet_si_sdr_loss_and_dnn_wiener_power_round_trip(tmp_path):
 
 
 def test_unet_cosine_schedule_warms_up_then_decays_to_zero_and_bad_names_fail():
-    from mt3x.errors import Mt3xError
     assert training.unet_rate_schedule(1e-3, 3000, "constant") == 1e-3
     rate = training.unet_rate_schedule(1e-3, 3000, "cosine")
     values = np.array([float(rate(s)) for s in (0, 75, 150, 1575, 3000)])
     np.testing.assert_allclose(values, [0.0, 5e-4, 1e-3, 5e-4, 0.0], atol=1e-6)
     with pytest.raises(Mt3xError, match="unet_lr_schedule: expected 'constant' or 'cosine'"):
         training.unet_rate_schedule(1e-3, 10, "linear")
-    from separation.experiment import ExperimentConfig, train_separators
     with pytest.raises(Mt3xError, match="unet_lr_schedule"):      # before any data is read
         train_separators("/nonexistent", "/nonexistent/run",
                          ExperimentConfig(unet_lr_schedule="linear"))
