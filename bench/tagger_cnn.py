@@ -22,7 +22,8 @@ cross-entropy, batches of 64; each training snippet gets a random smooth EQ (+-`
 knots across the mel bands) and, with probability `--mix`, another random training snippet added
 in the power domain at -6..0 dB with the labels or-ed (`mix_in_power`), so the network sees
 instrument combinations the tracks do not hold. One decision threshold shared by all instruments
-is tuned on validation for micro F1 (as `mt3x-tag train --thresholds micro`).
+is tuned on validation for micro F1 by `tagging.model.micro_thresholds` (as `mt3x-tag train
+--thresholds micro`).
 
 Prints (and writes with `--out`, JSON) micro F1 / micro ROC AUC / macro F1 of the CNN (row
 'tagger'), the constant prior and the majority class per domain, the AUC with probabilities
@@ -53,6 +54,7 @@ from mt3x.errors import Mt3xError
 from mt3x.util.files import atomic_path
 from tagging.examples import InstrumentGrouping, LabelConfig, labelled_snippets, track_groups
 from tagging.features import FeatureConfig
+from tagging.model import micro_thresholds
 from tagging.scoring import format_domains_table, prior_decisions, score_decisions
 
 N_FFT, HOP, N_MELS = 1024, 256, 64
@@ -133,11 +135,6 @@ def ood_domain_names(roots: list[str]) -> dict[str, str]:
             for i, root in enumerate(roots)}
 
 
-def _micro_f1(proba: np.ndarray, y: np.ndarray, threshold: float) -> float:
-    pred = proba >= threshold
-    return 2 * float((pred & (y > 0)).sum()) / float(pred.sum() + (y > 0).sum())
-
-
 def track_average(proba: np.ndarray, track_ids: np.ndarray) -> np.ndarray:
     """f32[n, instruments]: each snippet's probabilities replaced by its track's mean."""
     out = np.empty_like(proba)
@@ -205,9 +202,7 @@ def run(args: argparse.Namespace) -> dict:
             bar.update()
             bar.set_postfix(loss=f"{float(loss):.4f}")
     bar.close()
-    thresholds = np.linspace(0.05, 0.95, 91)
-    proba_val = predict(x_val)
-    threshold = float(thresholds[np.argmax([_micro_f1(proba_val, y_val, t) for t in thresholds])])
+    threshold = float(micro_thresholds(y_val > 0, predict(x_val))[0])
     prior = y_train.mean(0).astype(np.float64)
     result = {"instruments": instruments, "threshold": threshold, "train_snippets": len(x_train),
               "domains": {}}
