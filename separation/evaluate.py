@@ -12,8 +12,14 @@ NaN).
 'out-of-domain'): per (method, instrument) the median SI-SDR and SI-SDRi of each, with the
 tracks it rests on and the absent count.
 
+What each output is made of: per track the energy shares of every true source, of the residual
+('other') and of artifacts in every output (`metrics.output_composition`); `compositions`
+averages them over the tracks where the output's group sounds (where it is scored), next to the
+same shares of the mixture, so a row tells which sources a separator fails to take out.
+
 Outputs: `write_table(rows, out_dir)` writes `separation_scores.md`, `separation_scores.csv` and
-`separation_scores_tracks.csv` (per track) atomically; `write_bar_chart` a PNG of SI-SDR.
+`separation_scores_tracks.csv` (per track) atomically; `write_bar_chart` a PNG of SI-SDR;
+`write_compositions` `separation_composition.md` / `.csv` and a heat map per chosen method.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import csv
 import dataclasses
 import io
 import os
+import re
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -53,6 +60,7 @@ class TrackScore:
     sdr: float | None
     sir: float | None
     sar: float | None
+    composition: tuple[float | None, ...] = ()  # shares: each source, 'other', artifacts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +96,7 @@ def score_tracks(estimators: Mapping[str, Estimator],
                 raise ValueError(f"{method}: estimates {est.shape} != sources {sources.shape}")
             si = metrics.as_optional(metrics.si_sdr(sources, est))
             sii = metrics.as_optional(metrics.si_sdr_improvement(sources, est, mixture))
+            shares = metrics.output_composition(sources, est, mixture)
             if bss_eval:
                 # references = targets + residual, so SIR counts leakage from the rest of the mix
                 residual = mixture - sources.sum(0)
@@ -98,7 +107,8 @@ def score_tracks(estimators: Mapping[str, Estimator],
                 bss = [metrics.BssEvalScores(None, None, None, None, 0, 0)] * len(instruments)
             for j, name in enumerate(instruments):
                 scores.append(TrackScore(method, track_id, name, si[j], sii[j], bss[j].sdr,
-                                         bss[j].sir, bss[j].sar))
+                                         bss[j].sir, bss[j].sar,
+                                         tuple(metrics.as_optional(shares[j]))))
     return scores
 
 
@@ -170,7 +180,8 @@ def write_table(rows: Sequence[TableRow], scores: Sequence[TrackScore],
           r.sar.median, r.si_sdr.mean, r.si_sdr.n_defined, r.si_sdr.n_undefined) for r in rows])
     tracks_csv = _csv_text(
         ["method", "track_id", "instrument", "si_sdr", "si_sdri", "sdr", "sir", "sar"],
-        [dataclasses.astuple(s) for s in scores])
+        [(s.method, s.track_id, s.instrument, s.si_sdr, s.si_sdri, s.sdr, s.sir, s.sar)
+         for s in scores])
     paths = {"markdown": out_dir / "separation_scores.md", "csv": out_dir / "separation_scores.csv",
              "tracks_csv": out_dir / "separation_scores_tracks.csv"}
     for key, text in (("markdown", markdown_table(rows)), ("csv", summary_csv),
@@ -205,5 +216,107 @@ def write_bar_chart(rows: Sequence[TableRow], path: str | os.PathLike, *, field:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class Composition:
+    """Mean energy shares (columns: each source, 'other', 'artifacts') of each output (rows),
+    over the `tracks[j]` tracks where output j's group sounds (NaN row if none)."""
+    method: str
+    outputs: tuple[str, ...]
+    parts: tuple[str, ...]
+    shares: np.ndarray  # float64[n_out, n_out + 2]
+    tracks: np.ndarray  # int[n_out]
+
+
+def compositions(scores: Sequence[TrackScore]) -> dict[str, Composition]:
+    """Per method, the mean of `TrackScore.composition` over the tracks where the output is
+    scored (SI-SDR defined), in first-seen order."""
+    out: dict[str, Composition] = {}
+    for method in dict.fromkeys(s.method for s in scores):
+        sel = [s for s in scores if s.method == method and s.composition]
+        if not sel:
+            continue
+        outputs = tuple(dict.fromkeys(s.instrument for s in sel))
+        shares = np.full((len(outputs), len(outputs) + 2), np.nan)
+        tracks = np.zeros(len(outputs), int)
+        for j, name in enumerate(outputs):
+            rows = [s.composition for s in sel if s.instrument == name and s.si_sdr is not None
+                    and None not in s.composition]
+            tracks[j] = len(rows)
+            if rows:
+                shares[j] = np.mean(np.array(rows, np.float64), axis=0)
+        out[method] = Composition(method, outputs, outputs + ("other", "artifacts"), shares, tracks)
+    return out
+
+
+def composition_markdown(composition: Composition) -> str:
+    """Rows: outputs (with the tracks each mean rests on); columns: energy shares."""
+    lines = [f"{composition.method}: mean share of each output's energy (rows) from each source "
+             "(columns)",
+             "",
+             "| output | tracks | " + " | ".join(composition.parts) + " |",
+             "|---|---:|" + "---:|" * len(composition.parts)]
+    for j, name in enumerate(composition.outputs):
+        cells = ["n/a" if not np.isfinite(v) else f"{v:.2f}" for v in composition.shares[j]]
+        lines.append(f"| {name} | {composition.tracks[j]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_compositions(scores: Sequence[TrackScore], out_dir: str | os.PathLike, *,
+                       pictures: Sequence[str] = ()) -> dict[str, Path]:
+    """Writes `separation_composition.md` / `.csv` (every method) and a heat map
+    `separation_composition_<method>.png` for each method in `pictures` (with the mixture's
+    shares beside it), atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    matrices = compositions(scores)
+    records = [(c.method, out, int(c.tracks[j]), part, None if not np.isfinite(c.shares[j, k])
+                else float(c.shares[j, k]))
+               for c in matrices.values() for j, out in enumerate(c.outputs)
+               for k, part in enumerate(c.parts)]
+    paths = {"composition": out_dir / "separation_composition.md",
+             "composition_csv": out_dir / "separation_composition.csv"}
+    with atomic_path(paths["composition"]) as tmp:
+        tmp.write_text("\n".join(composition_markdown(c) for c in matrices.values()))
+    with atomic_path(paths["composition_csv"]) as tmp:
+        tmp.write_text(_csv_text(["method", "output", "tracks", "part", "share"], records))
+    for method in pictures:
+        if method in matrices:
+            paths[f"composition_png {method}"] = _composition_heat_maps(
+                [matrices[m] for m in ("mixture", method) if m in matrices],
+                out_dir / f"separation_composition_{file_label(method)}.png")
+    return paths
+
+
+def file_label(method: str) -> str:
+    """A method's row label as a file or folder name ('DNN, LS init' -> 'DNN_LS_init')."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", method).strip("_")
+
+
+def _composition_heat_maps(panels: Sequence[Composition], path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    n_out, n_parts = panels[0].shares.shape
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.3 + (1.2 + 0.5 * n_parts) * len(panels),
+                                                      1.2 + 0.5 * n_out), squeeze=False)
+    for ax, c in zip(axes[0], panels):
+        ax.imshow(np.nan_to_num(c.shares), cmap="magma_r", vmin=0, vmax=1)
+        for j in range(n_out):
+            for k in range(n_parts):
+                v = c.shares[j, k]
+                ax.text(k, j, "n/a" if not np.isfinite(v) else f"{v:.2f}", ha="center",
+                        va="center", fontsize=7, color="w" if np.nan_to_num(v) > 0.6 else "k")
+        ax.set_xticks(range(n_parts), c.parts, rotation=35, ha="right")
+        ax.set_yticks(range(n_out), [f"{o} ({t})" for o, t in zip(c.outputs, c.tracks)])
+        ax.set_xlabel("share of the output's energy from")
+        ax.set_title(c.method, fontsize=9)
+    axes[0][0].set_ylabel("output (tracks)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
     return path

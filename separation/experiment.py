@@ -11,7 +11,8 @@ table and listenable stems.
   the DNN and the U-Net can be trained by separate runs into one workdir).
 - `evaluate_separators(dataset_root, split, separators, out_dir, ...)` scores the mixture, IBM and
   IRM at each model's STFT settings and every given separator on the split; writes
-  `separation_scores.{md,csv}`, per-track CSV, `separation_si_sdr.png` and the stems of the first
+  `separation_scores.{md,csv}`, per-track CSV, `separation_si_sdr.png`, what each output is made
+  of (`separation_composition.{md,csv}`, a heat map per separator beside the mixture's) and the stems of the first
   evaluation track (`stems/<track>/<method>/<instrument>.wav` + `mixture.wav`).
 - `run_experiment(root, out_dir, config)` does both (the README's demo).
 """
@@ -22,7 +23,6 @@ import dataclasses
 import itertools
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -213,10 +213,6 @@ def _dnn_validation(root: Path, groups: Sequence[data.InstrumentGroup], config: 
         itertools.islice(iter(windows), config.dnn_validation_batches))
 
 
-def _folder_name(method: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", method).strip("_")
-
-
 def evaluate_separators(dataset_root: str | Path, split: str,
                         separators: Sequence[tuple[str, Any, Any]], out_dir: str | Path, *,
                         instruments: str | Sequence[data.InstrumentGroup] | None = None, max_tracks: int | None = None,
@@ -267,15 +263,17 @@ def evaluate_separators(dataset_root: str | Path, split: str,
     for label, model, params in separators:
         estimators[label] = (lambda m, p: lambda mix, src: separate.separate_with_model(m, p, mix)
                              )(model, params)
+    models = [label for label, _, _ in separators]
     rows, paths = _score_split(estimators, dataset_root, split, groups, names, rate, out_dir,
                                max_tracks=max_tracks, max_seconds=max_seconds,
-                               bss_eval=bss_eval, stems_of_first_track=stems_of_first_track)
+                               bss_eval=bss_eval, stems_of_first_track=stems_of_first_track,
+                               models=models)
     result: dict[str, Any] = {"table": evaluate.markdown_table(rows), "rows": rows}
     if ood_root is not None:
         ood_rows, ood_paths = _score_split(
             estimators, ood_root, ood_split, groups, names, rate, out_dir / "out-of-domain",
             max_tracks=max_tracks, max_seconds=max_seconds, bss_eval=bss_eval,
-            stems_of_first_track=False)
+            stems_of_first_track=False, models=models)
         paths.update({f"out-of-domain {k}": v for k, v in ood_paths.items()})
         table = evaluate.domains_markdown({"in-domain": rows, "out-of-domain": ood_rows})
         paths["domains"] = out_dir / "separation_domains.md"
@@ -289,10 +287,11 @@ def evaluate_separators(dataset_root: str | Path, split: str,
 def _score_split(estimators: dict[str, evaluate.Estimator], root: str | Path, split: str,
                  groups: Sequence[data.InstrumentGroup], names: Sequence[str], rate: int,
                  out_dir: Path, *, max_tracks: int | None, max_seconds: float | None,
-                 bss_eval: bool, stems_of_first_track: bool
+                 bss_eval: bool, stems_of_first_track: bool, models: Sequence[str] = ()
                  ) -> tuple[list[evaluate.TableRow], dict[str, Any]]:
-    """Scores every estimator on `root/split`; writes the tables (and the first track's stems)
-    under `out_dir`; returns (rows, paths)."""
+    """Scores every estimator on `root/split`; writes the tables, what each output is made of (a
+    heat map per learned model in `models`) and the first track's stems under `out_dir`; returns
+    (rows, paths)."""
     tracks = read_split(root, split)
     if max_tracks is not None:
         tracks = tracks[:max_tracks]
@@ -301,6 +300,7 @@ def _score_split(estimators: dict[str, evaluate.Estimator], root: str | Path, sp
     rows = evaluate.summarize_scores(scores)
     paths = evaluate.write_table(rows, scores, out_dir)
     paths["chart"] = evaluate.write_bar_chart(rows, out_dir / "separation_si_sdr.png")
+    paths.update(evaluate.write_compositions(scores, out_dir, pictures=models))
     if stems_of_first_track:
         track_id, mixture, sources = examples[0]
         stem_dir = out_dir / "stems" / track_id
@@ -310,7 +310,7 @@ def _score_split(estimators: dict[str, evaluate.Estimator], root: str | Path, sp
                 continue
             est = est_fn(mixture, sources)
             for j, name in enumerate(names):
-                write_audio(stem_dir / _folder_name(method) / f"{name}.wav",
+                write_audio(stem_dir / evaluate.file_label(method) / f"{name}.wav",
                             np.clip(est[j], -1, 1), rate)
         paths["stems"] = stem_dir
     return rows, paths

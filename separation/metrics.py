@@ -1,4 +1,5 @@
-"""Separation scores: SI-SDR (numpy and jax.numpy), whole-signal SDR, BSSEval v4 and summaries.
+"""Separation scores: SI-SDR (numpy and jax.numpy), whole-signal SDR, BSSEval v4, what each
+output is made of (`output_composition`) and summaries.
 
 Conventions:
 - Signals are batch-first: `reference, estimate: float[..., samples]` at any one sample rate.
@@ -97,6 +98,45 @@ def si_sdr_improvement(reference: np.ndarray, estimate: np.ndarray, mixture: np.
     mixture = np.broadcast_to(np.asarray(mixture), np.shape(reference))
     return si_sdr(reference, estimate, **kw) - si_sdr(reference, mixture, **kw)
 
+
+def output_composition(sources: np.ndarray, estimates: np.ndarray, mixture: np.ndarray, *,
+                       silence_power: float = DEFAULT_SILENCE_POWER) -> np.ndarray:
+    """What each output is made of: energy shares of every true source and of artifacts (numpy).
+
+    Each (zero-mean) estimate is projected by least squares onto the span of the true sources and
+    the residual (mixture - sum of sources, the instruments outside every group):
+    `estimate_j = sum_k g_jk source_k + e_j`, e_j orthogonal to all of them (BSSEval's
+    decomposition with time-invariant gains). The shares are `g_jk^2 ||source_k||^2` and
+    `||e_j||^2`, divided by their sum, so a row sums to 1 (for uncorrelated sources the sum is
+    `||estimate_j||^2`). Scale-invariant, like SI-SDR: perfect separation is 1 at the output's own
+    source; the mixture as estimate gives every source its share of the mixture's energy.
+
+    Args:
+      sources: float[n_src, samples], the true group sources.
+      estimates: float[n_out, samples], the separator's outputs.
+      mixture: float[samples].
+      silence_power: a source (or the residual) at or below this mean power gets share 0.
+
+    Returns:
+      float64[n_out, n_src + 2]: columns the n_src sources, the residual ('other'), artifacts;
+      NaN rows for all-zero outputs.
+    """
+    sources = np.asarray(sources, np.float64)
+    estimates = np.asarray(estimates, np.float64)
+    mixture = np.asarray(mixture, np.float64)
+    refs = np.concatenate([sources, (mixture - sources.sum(0))[None]])
+    refs = refs - refs.mean(axis=-1, keepdims=True)
+    outs = estimates - estimates.mean(axis=-1, keepdims=True)
+    live = np.mean(refs * refs, axis=-1) > silence_power
+    basis = refs[live]
+    gains = np.linalg.lstsq(basis @ basis.T, basis @ outs.T, rcond=None)[0].T  # [n_out, n_live]
+    error = outs - gains @ basis
+    parts = np.zeros((outs.shape[0], refs.shape[0] + 1))
+    parts[:, :-1][:, live] = gains ** 2 * np.sum(basis * basis, axis=-1)
+    parts[:, -1] = np.sum(error * error, axis=-1)
+    total = parts.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, parts / total, np.nan)
 
 def _check_same_shape(reference: np.ndarray, estimate: np.ndarray) -> None:
     if reference.shape != estimate.shape:

@@ -96,3 +96,27 @@ def test_bss_eval_v4_noise_level_and_silent_source():
     assert scores[2].sdr is None and scores[2].windows_defined == 0
     sdr, sir, sar = metrics.whole_signal_bss_eval(refs[:2], refs[:2] + noise[:2])
     np.testing.assert_allclose(sdr, 20.0, atol=1.0)
+
+
+
+def test_output_composition_shares_sum_to_one_and_name_the_leaks():
+    rng = np.random.default_rng(3)
+    n = 20000
+    a, b, other = rng.standard_normal((3, n))
+    silent = np.zeros(n)
+    sources = np.stack([2.0 * a, b, silent])  # energies 4 : 1 : 0, the residual 1
+    mixture = sources.sum(0) + other
+    noise = rng.standard_normal(n)
+    # output 0: 0.5 of a, 0.5 of b, noise; output 1: 3 x (b + other), scale-free; output 2: zero
+    estimates = np.stack([0.5 * sources[0] + 0.5 * b + noise, 3.0 * (b + other), silent])
+    shares = metrics.output_composition(sources, estimates, mixture)
+    assert shares.shape == (3, 5)  # 3 groups, 'other', artifacts
+    np.testing.assert_allclose(shares[0], np.array([1.0, 0.25, 0.0, 0.0, 1.0]) / 2.25, atol=0.01)
+    np.testing.assert_allclose(shares[1], [0.0, 0.5, 0.0, 0.5, 0.0], atol=0.01)
+    assert np.all(np.isnan(shares[2]))
+    np.testing.assert_allclose(shares[:2].sum(1), 1.0, atol=1e-12)
+    perfect = metrics.output_composition(sources[:2], sources[:2], mixture)
+    np.testing.assert_allclose(perfect, [[1, 0, 0, 0], [0, 1, 0, 0]], atol=1e-9)
+    # the mixture as every output: each source's share of the mixture energy (4 : 1 : 1)
+    as_mixture = metrics.output_composition(sources[:2], np.stack([mixture, mixture]), mixture)
+    np.testing.assert_allclose(as_mixture, [[4 / 6, 1 / 6, 1 / 6, 0]] * 2, atol=0.01)

@@ -114,6 +114,27 @@ def test_evaluation_table(tmp_path):
     assert len(records) == 9 and records[2]["si_sdr"] == ""
     png = evaluate.write_bar_chart(rows, tmp_path / "bars.png")
     assert png.stat().st_size > 1000
+    # what each output is made of: the mixture holds low and high at 0.25 : 0.09 of energy
+    matrices = evaluate.compositions(scores)
+    mix = matrices["mixture"]
+    assert mix.outputs == ("low", "high", "none")
+    assert mix.parts == ("low", "high", "none", "other", "artifacts")
+    np.testing.assert_allclose(mix.shares[:2], [[0.25 / 0.34, 0.09 / 0.34, 0, 0, 0]] * 2,
+                               atol=1e-3)
+    assert list(mix.tracks) == [1, 1, 0] and np.all(np.isnan(mix.shares[2]))
+    irm = matrices["IRM"].shares
+    assert irm[0, 0] > 0.95 and irm[1, 1] > 0.95 and irm[0, 1] < 0.01 and irm[1, 0] < 0.01
+    paths = evaluate.write_compositions(scores, tmp_path, pictures=["IRM", "absent"])
+    text = paths["composition"].read_text()
+    assert "| low | 1 | 0.74 | 0.26 | 0.00 | 0.00 | 0.00 |" in text and "| none | 0 | n/a" in text
+    assert paths["composition_png IRM"].name == "separation_composition_IRM.png"
+    assert paths["composition_png IRM"].stat().st_size > 5000
+    assert "composition_png absent" not in paths
+    with open(paths["composition_csv"]) as f:
+        cells = list(csv.DictReader(f))
+    assert len(cells) == 3 * 3 * 5 and cells[1] == {"method": "mixture", "output": "low",
+                                                   "tracks": "1", "part": "high",
+                                                   "share": f"{0.09 / 0.34:.4f}"}
 
 
 def test_spectrogram_figure(tmp_path):

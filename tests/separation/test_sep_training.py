@@ -1,5 +1,6 @@
 """Least-squares growth through the Model object; the short-training check on demo tracks."""
 
+import csv
 import dataclasses
 import re
 
@@ -49,8 +50,6 @@ def test_grow_dnn_matches_single_network_growth_and_init_returns_it():
 
 @pytest.mark.slow
 def test_short_training_beats_the_mixture_on_held_out_demo_tracks(tmp_path):
-    import csv
-
     from mt3x.data.presets import build_demo
     from separation import checkpoints
     from separation.experiment import ExperimentConfig, run_experiment
@@ -160,7 +159,15 @@ def test_train_then_out_of_domain_eval_ls_dnn_beats_the_mixture(tmp_path):
             # and it stays below the ideal ratio mask at its own STFT
             assert by[("IRM (n_fft 256)", inst)].si_sdr.median > row.si_sdr.median
     assert "| DNN, LS init | high |" in result["domains_table"]
-
+    # what each output is made of: in both domains more of its own group than the mixture has
+    # (in domain nearly all of it; out of domain 'high' is a small share, but above the mixture's)
+    for folder, least in ((tmp_path / "eval", 0.9), (tmp_path / "eval" / "out-of-domain", 0.05)):
+        assert (folder / "separation_composition_DNN_LS_init.png").stat().st_size > 5000
+        cells = {(r["method"], r["output"], r["part"]): float(r["share"]) for r in
+                 csv.DictReader(open(folder / "separation_composition.csv")) if r["share"]}
+        for inst in ("low", "high"):
+            own, before = cells[("DNN, LS init", inst, inst)], cells[("mixture", inst, inst)]
+            assert own > before + 0.03 and own > least, (folder, inst, own, before)
 
 def test_unet_si_sdr_loss_and_dnn_wiener_power_round_trip(tmp_path):
     """The U-Net's SI-SDR loss term is minus the reported SI-SDR; the DNN's Wiener exponent is
