@@ -12,8 +12,9 @@ table and listenable stems.
 - `evaluate_separators(dataset_root, split, separators, out_dir, ...)` scores the mixture, IBM and
   IRM at each model's STFT settings and every given separator on the split; writes
   `separation_scores.{md,csv}`, per-track CSV, `separation_si_sdr.png`, what each output is made
-  of (`separation_composition.{md,csv}`, a heat map per separator beside the mixture's) and the stems of the first
-  evaluation track (`stems/<track>/<method>/<instrument>.wav` + `mixture.wav`).
+  of (`separation_composition.{md,csv}`, a heat map per separator beside the mixture's) and the
+  stems of the first evaluation track (`stems/<track>/<method>/<instrument>.wav` +
+  `mixture.wav`).
 - `run_experiment(root, out_dir, config)` does both (the README's demo).
 """
 

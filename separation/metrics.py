@@ -138,6 +138,7 @@ def output_composition(sources: np.ndarray, estimates: np.ndarray, mixture: np.n
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(total > 0, parts / total, np.nan)
 
+
 def _check_same_shape(reference: np.ndarray, estimate: np.ndarray) -> None:
     if reference.shape != estimate.shape:
         from mt3x.errors import Mt3xError

@@ -98,7 +98,6 @@ def test_bss_eval_v4_noise_level_and_silent_source():
     np.testing.assert_allclose(sdr, 20.0, atol=1.0)
 
 
-
 def test_output_composition_shares_sum_to_one_and_name_the_leaks():
     rng = np.random.default_rng(3)
     n = 20000

@@ -169,6 +169,7 @@ def test_train_then_out_of_domain_eval_ls_dnn_beats_the_mixture(tmp_path):
             own, before = cells[("DNN, LS init", inst, inst)], cells[("mixture", inst, inst)]
             assert own > before + 0.03 and own > least, (folder, inst, own, before)
 
+
 def test_unet_si_sdr_loss_and_dnn_wiener_power_round_trip(tmp_path):
     """The U-Net's SI-SDR loss term is minus the reported SI-SDR; the DNN's Wiener exponent is
     the one its masks use, and both settings survive separator.json."""
