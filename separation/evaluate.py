@@ -19,7 +19,8 @@ same shares of the mixture, so a row tells which sources a separator fails to ta
 
 Outputs: `write_table(rows, out_dir)` writes `separation_scores.md`, `separation_scores.csv` and
 `separation_scores_tracks.csv` (per track) atomically; `write_bar_chart` a PNG of SI-SDR;
-`write_compositions` `separation_composition.md` / `.csv` and a heat map per chosen method.
+`write_compositions` `separation_composition.md` / `.csv` and a heat map per chosen method
+(`separation.plots.composition_figure`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from mt3x.util.files import atomic_path
-from separation import metrics, oracles
+from separation import metrics, oracles, plots
 from separation.spectral import StftConfig
 
 Estimator = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -285,9 +286,9 @@ def write_compositions(scores: Sequence[TrackScore], out_dir: str | os.PathLike,
         tmp.write_text(_csv_text(["method", "output", "tracks", "part", "share"], records))
     for method in pictures:
         if method in matrices:
-            paths[f"composition_png {method}"] = _composition_heat_maps(
-                [matrices[m] for m in ("mixture", method) if m in matrices],
-                out_dir / f"separation_composition_{file_label(method)}.png")
+            paths[f"composition_png {method}"] = plots.composition_figure(
+                out_dir / f"separation_composition_{file_label(method)}.png",
+                [matrices[m] for m in ("mixture", method) if m in matrices])
     return paths
 
 
@@ -295,28 +296,3 @@ def file_label(method: str) -> str:
     """A method's row label as a file or folder name ('DNN, LS init' -> 'DNN_LS_init')."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", method).strip("_")
 
-
-def _composition_heat_maps(panels: Sequence[Composition], path: Path) -> Path:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    n_out, n_parts = panels[0].shares.shape
-    fig, axes = plt.subplots(1, len(panels), figsize=(0.3 + (1.2 + 0.5 * n_parts) * len(panels),
-                                                      1.2 + 0.5 * n_out), squeeze=False)
-    for ax, c in zip(axes[0], panels):
-        ax.imshow(np.nan_to_num(c.shares), cmap="magma_r", vmin=0, vmax=1)
-        for j in range(n_out):
-            for k in range(n_parts):
-                v = c.shares[j, k]
-                ax.text(k, j, "n/a" if not np.isfinite(v) else f"{v:.2f}", ha="center",
-                        va="center", fontsize=7, color="w" if np.nan_to_num(v) > 0.6 else "k")
-        ax.set_xticks(range(n_parts), c.parts, rotation=35, ha="right")
-        ax.set_yticks(range(n_out), [f"{o} ({t})" for o, t in zip(c.outputs, c.tracks)])
-        ax.set_xlabel("share of the output's energy from")
-        ax.set_title(c.method, fontsize=9)
-    axes[0][0].set_ylabel("output (tracks)")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
-    plt.close(fig)
-    return path

@@ -1,15 +1,19 @@
-"""Spectrogram figure of separated stems: the mixture, each estimate and (when given) the truth."""
+"""Pictures of separations: the spectrogram figure of separated stems (the mixture, each estimate
+and, when given, the truth) and heat maps of what each output is made of."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from mt3x.util.files import atomic_path
 from separation.spectral import StftConfig
+
+if TYPE_CHECKING:
+    from separation.evaluate import Composition
 
 
 def _db(stft_config: StftConfig, audio: np.ndarray) -> np.ndarray:
@@ -63,5 +67,35 @@ def spectrogram_figure(path: str | os.PathLike, mixture: np.ndarray, estimates: 
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+    return path
+
+
+def composition_figure(path: str | os.PathLike, panels: Sequence["Composition"]) -> Path:
+    """Writes a PNG of heat maps side by side, one per `separation.evaluate.Composition` (e.g. the
+    mixture's and a model's): rows the outputs (with their track counts), columns the energy
+    shares in 0..1, each cell labelled."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    n_out, n_parts = panels[0].shares.shape
+    fig, axes = plt.subplots(1, len(panels), figsize=(0.3 + (1.2 + 0.5 * n_parts) * len(panels),
+                                                      1.2 + 0.5 * n_out), squeeze=False)
+    for ax, c in zip(axes[0], panels):
+        ax.imshow(np.nan_to_num(c.shares), cmap="magma_r", vmin=0, vmax=1)
+        for j in range(n_out):
+            for k in range(n_parts):
+                v = c.shares[j, k]
+                ax.text(k, j, "n/a" if not np.isfinite(v) else f"{v:.2f}", ha="center",
+                        va="center", fontsize=7, color="w" if np.nan_to_num(v) > 0.6 else "k")
+        ax.set_xticks(range(n_parts), c.parts, rotation=35, ha="right")
+        ax.set_yticks(range(n_out), [f"{o} ({t})" for o, t in zip(c.outputs, c.tracks)])
+        ax.set_xlabel("share of the output's energy from")
+        ax.set_title(c.method, fontsize=9)
+    axes[0][0].set_ylabel("output (tracks)")
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
     return path
