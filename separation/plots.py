@@ -63,12 +63,7 @@ def spectrogram_figure(path: str | os.PathLike, mixture: np.ndarray, estimates: 
         ax.set_ylabel("kHz", fontsize=7)
     for ax in axes[-1]:
         ax.set_xlabel("s", fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return path
+    return _save(fig, path, dpi=100)
 
 
 def composition_figure(path: str | os.PathLike, panels: Sequence["Composition"]) -> Path:
@@ -93,9 +88,15 @@ def composition_figure(path: str | os.PathLike, panels: Sequence["Composition"])
         ax.set_xlabel("share of the output's energy from")
         ax.set_title(c.method, fontsize=9)
     axes[0][0].set_ylabel("output (tracks)")
+    return _save(fig, path, dpi=120)
+
+
+def _save(fig, path: str | os.PathLike, *, dpi: int) -> Path:
+    """Lays out `fig`, writes it as PNG to `path` atomically and closes it."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120)
+        fig.savefig(tmp, format="png", dpi=dpi)
     plt.close(fig)
     return path
